@@ -1,0 +1,98 @@
+"""The engine adapter interface and helpers shared by adapters."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+class EngineAdapter:
+    """What streamrun needs to know about one MD engine.
+
+    Attributes
+    ----------
+    name : str
+        Name used in ``engine.name``.
+    default_executable : str
+        Program started when ``engine.executable`` is not set.
+    install_hint : str
+        What to tell a user whose engine program is missing.
+    ready_line : re.Pattern
+        Engine output line printed once it accepts IMD connections; group
+        ``port`` is the port it listens on.
+    bind_failed_line : re.Pattern or None
+        Engine output line meaning the port was taken; streamrun relaunches
+        the engine on another port.
+    """
+
+    name = ""
+    default_executable = ""
+    install_hint = ""
+    ready_line: re.Pattern = re.compile(r"(?!)")
+    bind_failed_line: re.Pattern | None = None
+
+    def check_config(self, engine, source) -> None:
+        """Raise :class:`ConfigError` if the engine settings cannot work."""
+
+    def command(self, engine, executable: str, port: int) -> list[str]:
+        """The engine's command line, streaming IMD on ``port``."""
+        raise NotImplementedError
+
+    def expected_frames(self, nsteps: int, frame_interval: int) -> int:
+        """Number of frames the engine streams in a segment of ``nsteps``."""
+        raise NotImplementedError
+
+
+def find_executable(name: str) -> str | None:
+    """Find an engine program.
+
+    Looks next to the running Python first: WESTPA may start streamrun with a PATH
+    that lacks the virtual environment's ``bin``, where ``pip`` put ``lmp``.
+
+    Returns
+    -------
+    str or None
+        Absolute path, or None if not found.
+    """
+    if os.sep in name:
+        path = Path(name).expanduser()
+        return str(path.resolve()) if path.is_file() and os.access(path, os.X_OK) else None
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
+
+
+def resolve_executable(adapter: EngineAdapter, engine, source) -> str:
+    """Return the engine program's path or raise a ConfigError saying how to get it."""
+    name = engine.executable or adapter.default_executable
+    found = find_executable(name)
+    if found is None:
+        raise ConfigError(
+            f"engine program '{name}' not found next to Python "
+            f"({Path(sys.executable).parent}) or on PATH; {adapter.install_hint}",
+            source=source, key="engine.executable")
+    return found
+
+
+def read_commands(path: Path) -> list[tuple[int, str]]:
+    """Read an input script as (line number, command) with '&' continuations joined
+    and '#' comments removed."""
+    out, pending, start = [], "", 0
+    for number, raw in enumerate(Path(path).read_text(errors="replace").splitlines(), 1):
+        line = raw.split("#", 1)[0].rstrip()
+        if not pending:
+            start = number
+        if line.endswith("&"):
+            pending += line[:-1] + " "
+            continue
+        text = (pending + line).strip()
+        pending = ""
+        if text:
+            out.append((start, text))
+    return out

@@ -1,0 +1,225 @@
+"""One segment, start to finish: config -> launch -> stream -> pcoords -> pcoord file.
+
+The main thread owns the engine and the signals; the reader thread owns the stream
+and the pcoord calculation. Whatever happens, the engine's whole process tree is
+stopped before :func:`run_segment` returns or raises, and the pcoord file is
+written only when every row is there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .engines import ADAPTERS
+from .engines.base import resolve_executable
+from .errors import EngineError, Interrupted, PortError, StreamError
+from .pcoords import PcoordCalculator
+from .ports import listener_in_tree, reserve_port
+from .returns import write_pcoord
+from .stream import FrameReader, connect
+from .supervise import EngineProcess, env_for_engine
+
+#: How many times the engine is started again when its port was taken.
+MAX_LAUNCHES = 5
+#: Seconds the stream may take to close after the engine process exited.
+DRAIN_AFTER_EXIT = 15.0
+
+
+@dataclass
+class SegmentResult:
+    """What a finished segment produced."""
+
+    rows: np.ndarray
+    output: Path
+    frames: int
+    wall_seconds: float
+    stream_seconds: float
+    compute_seconds: float
+    port: int
+    launches: int
+    column_names: list = field(default_factory=list)
+
+    def summary(self) -> str:
+        rate = self.frames / self.stream_seconds if self.stream_seconds > 0 else 0.0
+        return (f"{self.frames} frames + start row -> {self.rows.shape[0]} rows x "
+                f"{self.rows.shape[1]} ({', '.join(self.column_names)}; Å) in "
+                f"{self.output}; wall {self.wall_seconds:.2f} s, stream "
+                f"{self.stream_seconds:.2f} s ({rate:.1f} frames/s), pcoord compute "
+                f"{self.compute_seconds:.2f} s")
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """Turn SIGINT/SIGTERM into :class:`Interrupted` in the main thread."""
+    def handler(signum, _frame):
+        err = Interrupted(f"received {signal.Signals(signum).name}; stopped the engine")
+        err.exit_code = 128 + signum
+        raise err
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in saved:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+
+
+def _launch(config, adapter, executable, log):
+    """Start the engine until it listens on a port we reserved; return
+    (engine, reservation, port, launches)."""
+    failed = []
+    for attempt in range(1, MAX_LAUNCHES + 1):
+        reservation = reserve_port(avoid=failed)
+        engine = None
+        try:
+            engine = EngineProcess(adapter.command(config.engine, executable,
+                                                   reservation.port),
+                                   config.engine.workdir, config.log, adapter.ready_line,
+                                   adapter.bind_failed_line, env=env_for_engine())
+            state = engine.wait_ready(config.engine.ready_timeout)
+            if state.bind_failed and not state.ready:
+                log(f"port {reservation.port} was taken before the engine bound it; "
+                    f"relaunching on another port ({attempt}/{MAX_LAUNCHES})")
+                failed.append(reservation.port)
+                engine.stop()
+                reservation.release()
+                continue
+            if state.exited and not state.ready:
+                raise EngineError("the engine stopped before accepting the IMD "
+                                  "connection: " + engine.describe_exit())
+            if state.timed_out:
+                raise EngineError(
+                    f"the engine did not accept the IMD connection within "
+                    f"{config.engine.ready_timeout:g} s (engine.ready_timeout); "
+                    + engine.describe_exit())
+            port = state.port or reservation.port
+            _confirm_listener(engine, port)
+            return engine, reservation, port, attempt
+        except BaseException:
+            if engine is not None:
+                engine.stop()
+            reservation.release()
+            raise
+    raise PortError(f"the engine could not bind an IMD port in {MAX_LAUNCHES} launches "
+                    f"(tried {', '.join(map(str, failed))}); another program is taking "
+                    f"ports on this node")
+
+
+def _confirm_listener(engine, port, wait=5.0):
+    """Never connect to an engine we did not start: the listener on ``port`` must be
+    a process of our engine's tree."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if listener_in_tree(engine.pid, port) is not None:
+            return
+        if engine.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise PortError(f"no process of the engine we started (pid {engine.pid}) listens "
+                    f"on port {port}; refusing to connect to another program's "
+                    f"listener. " + engine.describe_exit())
+
+
+def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
+    """Run one segment and write its pcoord file.
+
+    Parameters
+    ----------
+    config : streamrun.config.Config
+    log : callable
+        Receives one-line status messages.
+    progress : callable, optional
+        Called as ``progress(frames_received, frames_expected)`` while streaming.
+
+    Returns
+    -------
+    SegmentResult
+
+    Raises
+    ------
+    streamrun.errors.StreamrunError
+        On any failure; the engine tree is stopped and no pcoord file is written.
+    """
+    t_start = time.monotonic()
+    adapter = ADAPTERS[config.engine.name]
+    executable = resolve_executable(adapter, config.engine, config.source)
+    calculator = PcoordCalculator(config)  # selections and plugins fail here, early
+    row0 = calculator.start_row()
+    expected = adapter.expected_frames(config.engine.nsteps, config.engine.frame_interval)
+
+    engine = reservation = client = reader = None
+    with _signals_raise():
+        try:
+            engine, reservation, port, launches = _launch(config, adapter, executable, log)
+            client = connect(port, calculator.n_atoms, config.buffer_bytes,
+                             config.stream_timeout)
+            t_stream = time.monotonic()
+            reader = FrameReader(client, calculator, expected)
+            reader.start()
+            _watch(config, engine, reader, expected, progress)
+            stream_seconds = time.monotonic() - t_stream
+            rc = engine.wait(max(config.engine.ready_timeout, 30.0))
+            if rc is None:
+                raise EngineError(f"the engine still runs {config.engine.ready_timeout:g}"
+                                  f" s after its last frame; stopped it. "
+                                  + engine.describe_exit())
+            if rc != 0:
+                raise EngineError("the engine failed after streaming all frames: "
+                                  + engine.describe_exit())
+            rows = np.vstack([row0, *reader.rows])
+            if rows.shape[0] != config.rows:  # guarded by config; never trust it blindly
+                raise StreamError(f"{rows.shape[0]} rows computed, {config.rows} asked")
+            write_pcoord(config.output, rows, calculator.column_names())
+            return SegmentResult(rows=rows, output=config.output, frames=reader.count,
+                                 wall_seconds=time.monotonic() - t_start,
+                                 stream_seconds=stream_seconds,
+                                 compute_seconds=reader.compute_seconds, port=port,
+                                 launches=launches,
+                                 column_names=calculator.column_names())
+        finally:
+            if reader is not None and reader.is_alive():
+                reader.stop()
+                reader.join(5.0)
+            elif client is not None:
+                with contextlib.suppress(Exception):
+                    client.stop()
+            if engine is not None:
+                engine.stop()
+            if reservation is not None:
+                reservation.release()
+
+
+def _watch(config, engine, reader, expected, progress):
+    """Wait for the reader to finish while watching the engine and the clock."""
+    exited_at = None
+    while reader.is_alive():
+        reader.join(0.1)
+        if progress is not None:
+            progress(reader.count, expected)
+        if exited_at is None and engine.poll() is not None:
+            exited_at = time.monotonic()
+        if exited_at is not None and time.monotonic() - exited_at > DRAIN_AFTER_EXIT:
+            raise StreamError(f"the IMD stream stayed open {DRAIN_AFTER_EXIT:g} s after "
+                              f"the engine exited, at frame {reader.count} of "
+                              f"{expected}; " + engine.describe_exit())
+        idle = time.monotonic() - reader.last_frame_time
+        if idle > config.stream_timeout:
+            raise StreamError(f"no frame for {idle:.0f} s (stream.timeout "
+                              f"{config.stream_timeout:g} s) after frame "
+                              f"{reader.count} of {expected}; " + engine.describe_exit())
+    if progress is not None:
+        progress(reader.count, expected)
+    if reader.error is not None:
+        raise reader.error
+    if reader.count < expected:
+        engine.wait(5.0)  # let the exit code and last lines arrive for the message
+        raise StreamError(f"the IMD stream ended after {reader.count} of {expected} "
+                          f"frames ({reader.ended}); " + engine.describe_exit())

@@ -1,0 +1,121 @@
+"""Reading the engine's IMD stream with imdclient, in a thread of its own.
+
+imdclient's producer thread reads the socket into a bounded frame buffer and pauses
+the engine when the buffer fills (it never drops frames). :class:`FrameReader`
+consumes that buffer in another thread and turns each frame into a pcoord row, so
+the main thread stays free to watch the engine, signals and time-outs.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+import numpy as np
+
+from .errors import StreamError
+
+logger = logging.getLogger(__name__)
+
+
+def connect(port: int, n_atoms: int, buffer_bytes: int, timeout: float,
+            host: str = "127.0.0.1"):
+    """Open an IMD session with the engine listening on ``host:port``.
+
+    Must run in the main thread: imdclient installs SIGINT/SIGTERM handlers when
+    constructed. Ours are put back afterwards, so streamrun keeps control of
+    shutdown (it stops the client itself).
+
+    Returns
+    -------
+    imdclient.IMDClient.IMDClient
+    """
+    from imdclient.IMDClient import IMDClient
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return IMDClient(host, port, n_atoms, buffer_size=buffer_bytes,
+                         timeout=timeout)
+    except (ConnectionError, OSError, ValueError) as e:
+        raise StreamError(f"IMD connection to {host}:{port} failed: {e}") from None
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+
+
+class FrameReader(threading.Thread):
+    """Consume IMD frames and compute one pcoord row each.
+
+    Parameters
+    ----------
+    client : IMDClient
+    calculator : streamrun.pcoords.PcoordCalculator
+    expected : int
+        Frames the engine should send. One more is an error.
+
+    Attributes
+    ----------
+    rows : list of numpy.ndarray
+    error : Exception or None
+        Set when the stream broke, sent too many frames, or a pcoord failed.
+    ended : str or None
+        imdclient's end-of-stream reason.
+    last_frame_time : float
+        ``time.monotonic()`` of the latest frame (or of the start).
+    steps : list of int
+        Engine step of each frame when the stream carries time (IMD v3).
+    """
+
+    def __init__(self, client, calculator, expected: int):
+        super().__init__(daemon=True, name="streamrun-reader")
+        self.client, self.calculator, self.expected = client, calculator, expected
+        self.rows: list[np.ndarray] = []
+        self.steps: list[int] = []
+        self.error: Exception | None = None
+        self.ended: str | None = None
+        self.last_frame_time = time.monotonic()
+        self.compute_seconds = 0.0
+        self._halt = threading.Event()
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)
+
+    def run(self):
+        try:
+            while not self._halt.is_set():
+                try:
+                    frame = self.client.get_imdframe()
+                except EOFError as e:
+                    self.ended = str(e) or "stream closed"
+                    return
+                self.last_frame_time = time.monotonic()
+                if self._halt.is_set():
+                    return
+                n = len(self.rows) + 1
+                if n > self.expected:
+                    raise StreamError(
+                        f"the engine sent more frames than the {self.expected} "
+                        f"expected; check engine.nsteps and engine.frame_interval "
+                        f"against the engine input")
+                step = getattr(frame, "step", None)
+                label = f"frame {n}" + (f" (step {int(step)})" if step is not None
+                                         else "")
+                t0 = time.perf_counter()
+                row = self.calculator.frame_row(frame.positions, frame.box, label)
+                self.compute_seconds += time.perf_counter() - t0
+                self.rows.append(row)
+                if step is not None:
+                    self.steps.append(int(step))
+        except Exception as e:  # handed to the main thread, which reports it
+            self.error = e
+
+    def stop(self):
+        """Ask the reader to stop and unblock it by stopping the client."""
+        self._halt.set()
+        try:
+            self.client.stop()
+        except Exception as e:  # the socket may already be gone
+            logger.debug("imdclient stop: %s", e)

@@ -1,0 +1,200 @@
+"""Starting, watching and stopping the engine's whole process tree.
+
+The engine's stdout and stderr go through one pipe that a thread drains into the log
+file line by line (a pipe nobody reads stalls the engine), watching for the
+adapter's readiness and bind-failure lines. Stopping walks the tree with psutil:
+PyPI's ``lmp`` is a Python launcher whose child is the real engine, so killing only
+the process we started would leave the engine running.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import shlex
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from .errors import EngineError
+
+
+@dataclass
+class Readiness:
+    """Outcome of waiting for the engine to accept IMD."""
+
+    ready: bool = False
+    port: int | None = None
+    bind_failed: bool = False
+    exited: bool = False
+    timed_out: bool = False
+
+
+class EngineProcess:
+    """A running engine whose output is drained into ``log_path``.
+
+    Parameters
+    ----------
+    command : list of str
+    cwd : Path
+    log_path : Path
+        Engine output is appended here (never truncated, so relaunches keep the
+        earlier attempts' output).
+    ready_line, bind_failed_line : re.Pattern
+        From the engine adapter.
+    env : dict, optional
+    """
+
+    def __init__(self, command, cwd, log_path, ready_line, bind_failed_line=None,
+                 env=None):
+        self.command = list(command)
+        self.log_path = Path(log_path)
+        self._ready_line, self._bind_failed_line = ready_line, bind_failed_line
+        self._ready = threading.Event()
+        self._bind_failed = threading.Event()
+        self._port = None
+        self.tail = collections.deque(maxlen=15)
+        self._log = open(self.log_path, "ab", buffering=0)
+        self._log.write(f"$ (cd {shlex.quote(str(cwd))} && "
+                        f"{shlex.join(self.command)})\n".encode())
+        try:
+            self.proc = subprocess.Popen(
+                self.command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                # Own session: a Ctrl-C in the terminal reaches streamrun only, which
+                # then stops the engine tree itself, in order.
+                start_new_session=True)
+        except OSError as e:
+            self._log.close()
+            raise EngineError(f"could not start the engine '{self.command[0]}': "
+                              f"{e.strerror}") from None
+        self.started = time.monotonic()
+        # Remember every process of the tree we ever saw, to stop them even if a
+        # parent exits first and its children are re-parented.
+        self._seen: dict[int, psutil.Process] = {}
+        self._remember_tree()
+        self._drain = threading.Thread(target=self._drain_output, daemon=True,
+                                       name="streamrun-engine-log")
+        self._drain.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _remember_tree(self):
+        try:
+            root = psutil.Process(self.proc.pid)
+            for p in (root, *root.children(recursive=True)):
+                self._seen.setdefault(p.pid, p)
+        except psutil.NoSuchProcess:
+            pass
+
+    def _drain_output(self):
+        for raw in iter(self.proc.stdout.readline, b""):
+            self._log.write(raw)
+            line = raw.decode(errors="replace").rstrip()
+            self.tail.append(line)
+            if not self._ready.is_set():
+                m = self._ready_line.search(line)
+                if m:
+                    self._port = int(m.group("port")) if "port" in m.groupdict() else None
+                    self._ready.set()
+            if self._bind_failed_line is not None and self._bind_failed_line.search(line):
+                self._bind_failed.set()
+        self.proc.stdout.close()
+
+    def wait_ready(self, timeout: float) -> Readiness:
+        """Wait for the readiness line, a bind failure, engine exit or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._remember_tree()
+            if self._ready.is_set():
+                return Readiness(ready=True, port=self._port)
+            if self._bind_failed.is_set():
+                return Readiness(bind_failed=True)
+            if self.proc.poll() is not None:
+                self._drain.join(2.0)  # the last lines may name the cause
+                return Readiness(exited=True, bind_failed=self._bind_failed.is_set(),
+                                 ready=self._ready.is_set(), port=self._port)
+            if time.monotonic() >= deadline:
+                return Readiness(timed_out=True)
+            self._ready.wait(0.05)
+
+    def poll(self):
+        """Exit code of the process we started, or None while it runs."""
+        self._remember_tree()
+        return self.proc.poll()
+
+    def wait(self, timeout: float):
+        """Wait up to ``timeout`` s for the engine to exit; return its code or None."""
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._drain.join(5.0)
+        return rc
+
+    def alive_processes(self) -> list[psutil.Process]:
+        """Processes of the engine tree that still run."""
+        self._remember_tree()
+        alive = []
+        for p in self._seen.values():
+            try:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(p)
+            except psutil.NoSuchProcess:
+                pass
+        return alive
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop the whole engine tree: SIGTERM, then SIGKILL after ``grace`` s."""
+        procs = self.alive_processes()
+        for p in procs:
+            try:
+                p.terminate()
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(procs, timeout=grace)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=grace)
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+        self.close()
+
+    def close(self) -> None:
+        self._drain.join(2.0)
+        if not self._log.closed:
+            self._log.close()
+
+    def describe_exit(self) -> str:
+        """A short cause for the user: exit code and the engine's last error line."""
+        rc = self.proc.poll()
+        if rc is None:
+            what = "is still running"
+        elif rc < 0:
+            what = f"was killed by signal {-rc}"
+        else:
+            what = f"exited with code {rc}"
+        errors = [l for l in self.tail if re.search(r"ERROR|Error|error", l)]
+        last = errors[-1] if errors else (self.tail[-1] if self.tail else "")
+        detail = f" (last engine line: {last.strip()!r})" if last else ""
+        return f"the engine {what}{detail}; its output is in {self.log_path}"
+
+
+def env_for_engine() -> dict:
+    """Environment for the engine: ours, with OpenMP threads set if unset, so that
+    an MPI/OpenMP build does not oversubscribe a node that runs many segments."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
