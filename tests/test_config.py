@@ -1,0 +1,184 @@
+"""A bad config fails before any engine starts, with the file, the key and what to do."""
+
+import sys
+import textwrap
+
+import pytest
+import yaml
+
+from streamrun.config import load
+from streamrun.errors import ConfigError
+from streamrun.pcoords import PcoordCalculator
+
+LAMMPS_INPUT = """\
+units real
+read_data ${start}
+fix stream all imd ${streamrun_port} version 3 trate ${streamrun_every} unwrap on
+run ${streamrun_nsteps}
+"""
+
+PDB = """\
+CRYST1   20.000   20.000   20.000  90.00  90.00  90.00 P 1           1
+ATOM      1 NA   NA      1       1.000   1.000   1.000  1.00  0.00          NA
+ATOM      2 CL   CL      2       4.000   1.000   1.000  1.00  0.00          CL
+ATOM      3 OW   SOL     3      19.000   1.000   1.000  1.00  0.00           O
+END
+"""
+
+
+@pytest.fixture
+def sim(tmp_path):
+    """A folder with an engine input, a topology and a writer for configs."""
+    (tmp_path / "in.lmp").write_text(LAMMPS_INPUT)
+    (tmp_path / "top.pdb").write_text(PDB)
+
+    def write(**changes):
+        data = {
+            "engine": {"input": "in.lmp", "nsteps": 100, "frame_interval": 10,
+                       "executable": sys.executable},
+            "topology": "top.pdb",
+            "pcoord": [{"type": "distance", "a": "name NA", "b": "name CL"}],
+            "output": str(tmp_path / "pcoord.dat"),
+        }
+        for key, value in changes.items():
+            node, parts = data, key.split("__")
+            for p in parts[:-1]:
+                node = node.setdefault(p, {})
+            if value is None:
+                node.pop(parts[-1], None)
+            else:
+                node[parts[-1]] = value
+        path = tmp_path / "streamrun.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    return write
+
+
+def error_of(path, *overrides):
+    with pytest.raises(ConfigError) as info:
+        config = load(path, list(overrides), environ={})
+        PcoordCalculator(config).start_row()
+    return info.value, str(info.value)
+
+
+def test_a_valid_config_loads_with_defaults(sim):
+    config = load(sim(), environ={})
+    assert config.rows == 11  # start row + 100/10 frames
+    assert config.engine.name == "lammps"
+    assert config.topology.name == "top.pdb" and config.topology.is_absolute()
+    row = PcoordCalculator(config).start_row()
+    assert row.tolist() == pytest.approx([3.0])
+
+
+def test_minimum_image_is_used_for_the_start_row(sim):
+    config = load(sim(pcoord=[{"type": "distance", "a": "name NA", "b": "name OW"}]),
+                  environ={})
+    assert PcoordCalculator(config).start_row()[0] == pytest.approx(2.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("changes, key, words", [
+    ({"engine__nstep": 5}, "engine.nstep", "Did you mean 'nsteps'"),
+    ({"engine__nsteps": None}, "engine.nsteps", "required"),
+    ({"engine__nsteps": "many"}, "engine.nsteps", "integer"),
+    ({"engine__nsteps": 105}, "engine.nsteps", "multiple of frame_interval"),
+    ({"engine__frame_interval": 0}, "engine.frame_interval", ">= 1"),
+    ({"engine__input": "missing.in"}, "engine.input", "does not exist"),
+    ({"engine__name": "openmm"}, "engine.name", "unknown engine"),
+    ({"engine__executable": "/no/such/lmp"}, "engine.executable", "not found"),
+    ({"topology": None}, "topology", "required"),
+    ({"topology": "nope.pdb"}, "topology", "does not exist"),
+    ({"pcoord": None}, "pcoord", "at least one"),
+    ({"pcoord": [{"type": "angle"}]}, "pcoord[0].type", "one of"),
+    ({"pcoord": [{"type": "distance", "a": "name NA"}]}, "pcoord[0].b", "required"),
+    ({"pcoord": [{"type": "distance", "a": "name NA", "b": "name CL", "centre": "x"}]},
+     "pcoord[0].centre", "Did you mean 'center'"),
+    ({"pcoord": [{"type": "distance", "a": "name XX", "b": "name CL"}]},
+     "pcoord[0].a", "selects no atoms"),
+    ({"pcoord": [{"type": "distance", "a": "name NA and (", "b": "name CL"}]},
+     "pcoord[0].a", "not valid"),
+    ({"pcoord": [{"type": "plugin", "function": "no_such_module_xyz:f"}]},
+     "pcoord[0].function", "could not import"),
+    ({"pcoord": [{"type": "plugin", "function": "math:no_such"}]},
+     "pcoord[0].function", "no function"),
+    ({"pcoord": [{"type": "plugin", "function": "plugins/missing.py:f"}]},
+     "pcoord[0].function", "does not exist"),
+    ({"pcoord": [{"type": "plugin", "function": "json"}]},
+     "pcoord[0].function", "package.module:function"),
+    ({"rows": 51}, "rows", "gives 11 rows"),
+    ({"stream__timeout": -1}, "stream.timeout", ">= 1"),
+    ({"output": "/no/such/dir/pcoord.dat"}, "output", "does not exist"),
+])
+def test_each_bad_value_is_named_with_its_file_and_key(sim, changes, key, words):
+    path = sim(**changes)
+    err, text = error_of(path)
+    assert err.key == key
+    assert str(path) in text
+    assert words in text
+
+
+def test_the_engine_input_must_stream_on_streamruns_port(sim, tmp_path):
+    (tmp_path / "in.lmp").write_text(LAMMPS_INPUT.replace("${streamrun_port}", "8888"))
+    err, text = error_of(sim())
+    assert err.key == "engine.input" and "in.lmp line 3" in text
+    assert "${streamrun_port}" in text
+
+
+def test_the_engine_input_needs_a_fix_imd_and_version_3(sim, tmp_path):
+    (tmp_path / "in.lmp").write_text("run ${streamrun_nsteps}\n")
+    assert "no 'fix ... imd'" in error_of(sim())[1]
+    (tmp_path / "in.lmp").write_text(LAMMPS_INPUT.replace("version 3", "version 2"))
+    assert "version 3" in error_of(sim())[1]
+
+
+def test_plugin_signature_must_match_its_selections(sim, tmp_path):
+    (tmp_path / "plug.py").write_text("def f(u):\n    return 1.0\n")
+    err, text = error_of(sim(pcoord=[{"type": "plugin", "function": "plug.py:f",
+                                      "selections": ["name NA"]}]))
+    assert err.key == "pcoord[0].function" and "cannot be called" in text
+
+
+def test_a_plugin_from_a_file_gives_several_columns(sim, tmp_path):
+    (tmp_path / "plug.py").write_text(textwrap.dedent("""
+        import numpy as np
+        def f(u, na, cl):
+            return np.concatenate([na.positions[0], cl.positions[0]])
+    """))
+    config = load(sim(pcoord=[{"type": "plugin", "function": "plug.py:f",
+                               "selections": ["name NA", "name CL"]}]), environ={})
+    calc = PcoordCalculator(config)
+    assert calc.start_row().tolist() == pytest.approx([1, 1, 1, 4, 1, 1])
+    assert calc.column_names() == [f"f[{i}]" for i in range(6)]
+
+
+def test_overrides_from_the_command_line_win(sim):
+    config = load(sim(), ["engine.nsteps=200", "engine.frame_interval=20"], environ={})
+    assert (config.engine.nsteps, config.rows) == (200, 11)
+
+
+def test_a_west_cfg_without_a_streamrun_section_says_so(tmp_path):
+    path = tmp_path / "west.cfg"
+    path.write_text("west:\n  system:\n    driver: x\n")
+    err, text = error_of(path)
+    assert "no 'streamrun:' section" in text and str(path) in text
+
+
+def test_the_streamrun_section_of_a_west_cfg_is_used(sim, tmp_path):
+    standalone = yaml.safe_load(sim().read_text())
+    path = tmp_path / "west.cfg"
+    path.write_text(yaml.safe_dump({"west": {"system": {}}, "streamrun": standalone}))
+    assert load(path, environ={}).rows == 11
+
+
+def test_yaml_syntax_errors_name_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("engine:\n  nsteps: [1, 2\n")
+    err, text = error_of(path)
+    assert str(path) in text and "line" in text
+
+
+def test_pcoord_output_defaults_to_westpas_return_path(sim, tmp_path):
+    path = sim(output=None)
+    target = tmp_path / "ret" / "pcoord.txt"
+    target.parent.mkdir()
+    assert load(path, environ={"WEST_PCOORD_RETURN": str(target)}).output == target
