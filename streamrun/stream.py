@@ -9,6 +9,7 @@ the main thread stays free to watch the engine, signals and time-outs.
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import threading
 import time
@@ -18,6 +19,9 @@ import numpy as np
 from .errors import StreamError
 
 logger = logging.getLogger(__name__)
+
+#: imdclient's producer error for a stream whose atom count differs from ours.
+ATOM_COUNT = re.compile(r"Expected n_atoms value (?P<want>\d+), got (?P<got>\d+)")
 
 
 def connect(port: int, n_atoms: int, buffer_bytes: int, timeout: float,
@@ -93,6 +97,12 @@ class FrameReader(threading.Thread):
                     frame = self.client.get_imdframe()
                 except EOFError as e:
                     self.ended = str(e) or "stream closed"
+                    mismatch = ATOM_COUNT.search(self.ended)
+                    if mismatch:
+                        raise StreamError(
+                            f"the engine streams {mismatch['got']} atoms but the "
+                            f"topology has {mismatch['want']}; use a topology with "
+                            f"exactly the atoms of the engine's IMD group") from None
                     return
                 self.last_frame_time = time.monotonic()
                 if self._halt.is_set():

@@ -236,3 +236,17 @@ def test_a_pcoord_that_raises_on_a_frame_fails_the_segment_and_stops_the_engine(
         run_example(nacl_lammps, "pcoord=[{type: plugin, function: 'bad.py:f'}]",
                     check_dump=False)
     assert not (nacl_lammps / "pcoord.dat").exists()
+
+
+def test_a_topology_with_other_atoms_than_the_stream_is_a_clear_error(
+        lmp, nacl_lammps, no_engine_left):
+    (nacl_lammps / "two.pdb").write_text(
+        "ATOM      1 NA   NA      1       1.000   1.000   1.000  1.00  0.00          NA\n"
+        "ATOM      2 CL   CL      2       4.000   1.000   1.000  1.00  0.00          CL\n"
+        "END\n")
+    with pytest.raises(StreamrunError, match="the engine streams 917 atoms but the "
+                                             "topology has 2"):
+        run_example(nacl_lammps, "topology=two.pdb", "topology_options={}",
+                    "pcoord=[{type: distance, a: name NA, b: name CL}]",
+                    check_dump=False)
+    assert not (nacl_lammps / "pcoord.dat").exists()
