@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from . import westpa
 from .errors import ConfigError
 
 #: Keys allowed at each level, with a one-line meaning (also used by ``--help``).
@@ -50,7 +52,22 @@ TOP_KEYS = {
     "output": "pcoord file to write (default $WEST_PCOORD_RETURN, else pcoord.dat)",
     "log": "engine log file (default streamrun-engine.log in the workdir)",
     "stream": "IMD stream settings (see stream.*)",
+    "files": "files set up in the segment folder before the engine starts: "
+    "name: source, or name: {continues: src, newtraj: src, mode: link|copy}",
+    "prepare": "shell commands run in the segment folder before the engine",
+    "aux": "aux datasets: name: [coordinates], written to $WEST_<NAME>_RETURN",
+    "restart": "files of the segment folder copied to $WEST_RESTART_RETURN",
+    "trajectory": "write a trajectory from the stream: {every: N, format: dcd}; "
+    "off unless given",
+    "get_pcoord": "WESTPA get_pcoord job: {structure: '{struct}'}",
 }
+FILES_KEYS = {"continues": "source for a continuing segment",
+              "newtraj": "source for a new trajectory (basis/initial state)",
+              "source": "source in every case", "mode": "link (default) or copy"}
+TRAJECTORY_KEYS = {"every": "keep every N-th streamed frame (default 1)",
+                   "format": "MDAnalysis writer format (default dcd)"}
+GET_PCOORD_KEYS = {"structure": "structure file of a basis/initial state "
+                                "(default '{struct}', i.e. WEST_STRUCT_DATA_REF)"}
 PCOORD_KEYS = {
     "distance": {
         "type": "distance",
@@ -97,6 +114,23 @@ class PcoordSpec:
 
 
 @dataclass(frozen=True)
+class FileSpec:
+    """A file made available in the segment folder before the engine starts."""
+
+    name: str
+    source: Path
+    mode: str = "link"
+
+
+@dataclass(frozen=True)
+class TrajectorySpec:
+    """Trajectory written from the stream, only when the user asks."""
+
+    every: int
+    path: Path
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated configuration. Paths are absolute."""
 
@@ -114,6 +148,14 @@ class Config:
     stream_timeout: float
     buffer_bytes: int
     base_dir: Path = field(default=Path("."))
+    files: tuple = ()
+    prepare: tuple = ()
+    aux: dict = field(default_factory=dict)
+    restart: tuple = ()
+    log_return: Path | None = None
+    trajectory: TrajectorySpec | None = None
+    system: object = None
+    mode: str = "segment"
 
 
 def load_yaml(path: Path) -> dict:
@@ -234,19 +276,19 @@ def _path(value, key, source, base, must_exist=True):
     return path
 
 
-def _pcoords(value, source):
+def _pcoords(value, source, prefix="pcoord"):
     if value is None:
         raise ConfigError("missing; give at least one coordinate, e.g. "
                           "[{type: distance, a: 'type 3', b: 'type 4'}]",
-                          source=source, key="pcoord")
+                          source=source, key=prefix)
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, list) or not value:
         raise ConfigError("must be a non-empty list of coordinates", source=source,
-                          key="pcoord")
+                          key=prefix)
     specs = []
     for i, item in enumerate(value):
-        key = f"pcoord[{i}]"
+        key = f"{prefix}[{i}]"
         if not isinstance(item, dict):
             raise ConfigError(f"must be a mapping with a 'type', got {item!r}",
                               source=source, key=key)
@@ -283,7 +325,32 @@ def _pcoords(value, source):
     return tuple(specs)
 
 
-def validate(data: dict, source: str, base_dir: Path, environ=None) -> Config:
+class _Context:
+    """What validation needs besides the mapping: where relative paths start and
+    the placeholder values (``{rand16}``, ``{parent}``, ``{workdir}``, ...)."""
+
+    def __init__(self, source, base_dir, environ):
+        self.source, self.base_dir, self.environ = source, base_dir, environ
+        self.values = {}
+
+    def fill(self, value, key):
+        def missing(name, variable):
+            raise ConfigError(
+                f"uses {{{name}}}, but {variable} is not set (it is set by WESTPA for "
+                f"a segment); set it, or give the value with --set {key}=...",
+                source=self.source, key=key)
+        return westpa.fill(str(value), self.values, missing)
+
+    def path(self, value, key, base=None, must_exist=True):
+        text = _string(value, key, self.source)
+        if text is None:
+            return None
+        return _path(self.fill(text, key), key, self.source, base or self.base_dir,
+                     must_exist)
+
+
+def validate(data: dict, source: str, base_dir: Path, environ=None,
+             mode: str = "segment") -> Config:
     """Check a raw config mapping and return a :class:`Config`.
 
     Parameters
@@ -295,8 +362,10 @@ def validate(data: dict, source: str, base_dir: Path, environ=None) -> Config:
     base_dir : Path
         Folder that relative paths are relative to.
     environ : mapping, optional
-        Environment (default ``os.environ``): ``WEST_PCOORD_RETURN`` sets the
-        default output.
+        Environment (default ``os.environ``): ``WEST_*`` variables give the
+        placeholders, the initial point type and the return paths.
+    mode : {"segment", "pcoord"}
+        ``pcoord`` is WESTPA's get_pcoord job: one row from ``get_pcoord.structure``.
 
     Raises
     ------
@@ -305,6 +374,7 @@ def validate(data: dict, source: str, base_dir: Path, environ=None) -> Config:
     """
     environ = os.environ if environ is None else environ
     base_dir = Path(base_dir).resolve()
+    ctx = _Context(source, base_dir, environ)
     _check_keys(data, TOP_KEYS, source, "")
     eng = _mapping(data, "engine", source, required=True)
     _check_keys(eng, ENGINE_KEYS, source, "engine.")
@@ -315,6 +385,9 @@ def validate(data: dict, source: str, base_dir: Path, environ=None) -> Config:
     if name not in ADAPTERS:
         raise ConfigError(f"unknown engine {name!r}; known: {', '.join(ADAPTERS)}",
                           source=source, key="engine.name")
+    workdir = _path(eng.get("workdir"), "engine.workdir", source, Path.cwd())
+    workdir = (workdir or Path.cwd()).resolve()
+    ctx.values = westpa.placeholders(environ, base_dir, workdir)
     args = eng.get("args", [])
     if isinstance(args, str):
         args = args.split()
@@ -336,15 +409,13 @@ def validate(data: dict, source: str, base_dir: Path, environ=None) -> Config:
         raise ConfigError(f"nsteps ({nsteps}) must be a multiple of frame_interval "
                           f"({interval}) so that the last step is streamed",
                           source=source, key="engine.nsteps")
-    workdir = _path(eng.get("workdir"), "engine.workdir", source, Path.cwd())
-    workdir = (workdir or Path.cwd()).resolve()
-    places = {"{config_dir}": str(base_dir), "{workdir}": str(workdir)}
     engine = EngineConfig(
         name=name,
-        input=_path(eng.get("input"), "engine.input", source, base_dir),
+        input=ctx.path(eng.get("input"), "engine.input"),
         executable=_string(eng.get("executable"), "engine.executable", source),
-        args=tuple(_fill(str(a), places) for a in args),
-        variables={str(k): _fill(str(v), places) for k, v in variables.items()},
+        args=tuple(ctx.fill(a, f"engine.args[{i}]") for i, a in enumerate(args)),
+        variables={str(k): ctx.fill(v, f"engine.variables.{k}")
+                   for k, v in variables.items()},
         nsteps=nsteps,
         frame_interval=interval,
         workdir=workdir,
@@ -356,6 +427,9 @@ def validate(data: dict, source: str, base_dir: Path, environ=None) -> Config:
     stream = _mapping(data, "stream", source)
     _check_keys(stream, STREAM_KEYS, source, "stream.")
     topo_opts = _mapping(data, "topology_options", source)
+    system = None
+    if environ.get("WEST_SIM_ROOT"):
+        system = westpa.system_options(Path(environ["WEST_SIM_ROOT"]) / "west.cfg")
     rows_default = ADAPTERS[name].expected_frames(nsteps, interval) + 1
     rows = _number(data.get("rows"), "rows", source, minimum=1, default=rows_default)
     if rows != rows_default:
@@ -363,23 +437,41 @@ def validate(data: dict, source: str, base_dir: Path, environ=None) -> Config:
             f"{rows} rows asked, but engine.nsteps {nsteps} with engine.frame_interval "
             f"{interval} gives {rows_default} rows (start point + one per streamed "
             f"frame); make them agree", source=source, key="rows")
+    if system and system.pcoord_len is not None and system.pcoord_len != rows:
+        raise ConfigError(
+            f"pcoord_len is {system.pcoord_len} in {system.source}, but engine.nsteps "
+            f"{nsteps} / engine.frame_interval {interval} gives {rows} rows (start "
+            f"point + one per frame); change one of them", source=source,
+            key="engine.nsteps")
+
     output = data.get("output") or environ.get("WEST_PCOORD_RETURN") or "pcoord.dat"
-    output = _path(output, "output", source, workdir, must_exist=False)
-    log = _path(data.get("log") or "streamrun-engine.log", "log", source, workdir,
-                must_exist=False)
+    output = ctx.path(output, "output", workdir, must_exist=False)
+    log = ctx.path(data.get("log") or "streamrun-engine.log", "log", workdir,
+                   must_exist=False)
     for key, path in (("output", output), ("log", log)):
         if not path.parent.is_dir():
             raise ConfigError(f"folder '{path.parent}' does not exist; create it or "
                               f"choose another path", source=source, key=key)
+    aux = _aux(data.get("aux"), ctx, workdir)
+    get_pc = _mapping(data, "get_pcoord", source)
+    _check_keys(get_pc, GET_PCOORD_KEYS, source, "get_pcoord.")
+    start = ctx.path(data.get("start"), "start", must_exist=False)
+    if mode == "pcoord":
+        start = ctx.path(get_pc.get("structure", "{struct}"), "get_pcoord.structure")
+        if start.is_dir():
+            raise ConfigError(f"'{start}' is a folder; set get_pcoord.structure to the "
+                              f"structure file in it, e.g. '{{struct}}/start.data'",
+                              source=source, key="get_pcoord.structure")
+        rows = 1
+    if "topology" not in data:
+        raise ConfigError("missing; it is required", source=source, key="topology")
     return Config(
         source=source,
         engine=engine,
-        topology=_path(data.get("topology") if "topology" in data else None,
-                       "topology", source, base_dir)
-        or _missing("topology", source),
+        topology=ctx.path(data.get("topology"), "topology"),
         topology_format=_string(data.get("topology_format"), "topology_format", source),
         topology_options=dict(topo_opts),
-        start=_path(data.get("start"), "start", source, base_dir),
+        start=start,
         start_format=_string(data.get("start_format"), "start_format", source),
         pcoords=_pcoords(data.get("pcoord"), source),
         rows=rows,
@@ -390,22 +482,110 @@ def validate(data: dict, source: str, base_dir: Path, environ=None) -> Config:
         buffer_bytes=int(_number(stream.get("buffer_mb"), "stream.buffer_mb", source,
                                  kind=float, minimum=0.01, default=10.0) * 2**20),
         base_dir=base_dir,
+        files=_files(data.get("files"), ctx, westpa.initpoint(environ)),
+        prepare=_prepare(data.get("prepare"), ctx),
+        aux=aux,
+        restart=_string_list(data.get("restart"), ctx, "restart"),
+        log_return=ctx.path(environ.get("WEST_LOG_RETURN"), "WEST_LOG_RETURN",
+                            must_exist=False),
+        trajectory=_trajectory(data.get("trajectory"), ctx, environ, workdir),
+        system=system,
+        mode=mode,
     )
 
 
-def _fill(text, places):
-    """Replace the placeholders streamrun knows ({config_dir}, {workdir}); leave
-    everything else (e.g. LAMMPS ${var}) alone."""
-    for key, value in places.items():
-        text = text.replace(key, value)
-    return text
+def _aux(value, ctx, workdir):
+    """``aux: {name: [coordinates]}`` -> {name: (specs, output path)}."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError("must be a mapping of dataset name to a list of coordinates",
+                          source=ctx.source, key="aux")
+    out = {}
+    for name, coords in value.items():
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(name)):
+            raise ConfigError("dataset names must be letters, digits and _ (WESTPA "
+                              "reads them from WEST_<NAME>_RETURN)", source=ctx.source,
+                              key=f"aux.{name}")
+        specs = _pcoords(coords, ctx.source, prefix=f"aux.{name}")
+        var = westpa.aux_return_var(str(name))
+        target = ctx.environ.get(var) or f"aux_{name}.dat"
+        out[str(name)] = (specs, ctx.path(target, f"aux.{name}", workdir,
+                                          must_exist=False))
+    return out
 
 
-def _missing(key, source):
-    raise ConfigError("missing; it is required", source=source, key=key)
+def _files(value, ctx, point):
+    """``files: {name: source | {continues:, newtraj:, mode:}}`` -> FileSpecs."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise ConfigError("must be a mapping: name in the segment folder -> source",
+                          source=ctx.source, key="files")
+    specs = []
+    for name, spec in value.items():
+        key = f"files.{name}"
+        mode = "link"
+        if os.sep in str(name) or str(name) in ("", ".", ".."):
+            raise ConfigError("must be a plain file name in the segment folder",
+                              source=ctx.source, key=key)
+        if isinstance(spec, dict):
+            _check_keys(spec, FILES_KEYS, ctx.source, f"{key}.")
+            mode = spec.get("mode", "link")
+            if mode not in ("link", "copy"):
+                raise ConfigError(f"mode must be link or copy, got {mode!r}",
+                                  source=ctx.source, key=f"{key}.mode")
+            if point is None and "source" not in spec:
+                raise ConfigError(
+                    "depends on WEST_CURRENT_SEG_INITPOINT_TYPE (continues/newtraj), "
+                    "which is not set: run under WESTPA or set it", source=ctx.source,
+                    key=key)
+            which = "source" if "source" in spec else point
+            if which not in spec:
+                raise ConfigError(f"no '{which}' source for a {which} segment",
+                                  source=ctx.source, key=f"{key}.{which}")
+            source_value, source_key = spec[which], f"{key}.{which}"
+        else:
+            source_value, source_key = spec, key
+        path = ctx.path(source_value, source_key)
+        specs.append(FileSpec(name=str(name), source=path, mode=mode))
+    return tuple(specs)
 
 
-def load(path: Path | None, overrides: list[str] = (), environ=None) -> Config:
+def _string_list(value, ctx, key):
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise ConfigError("must be a list of strings", source=ctx.source, key=key)
+    return tuple(ctx.fill(c, f"{key}[{i}]") for i, c in enumerate(value))
+
+
+def _prepare(value, ctx):
+    return _string_list(value, ctx, "prepare")
+
+
+def _trajectory(value, ctx, environ, workdir):
+    if value is None or value is False:
+        return None
+    if value is True:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError("must be a mapping {every: N, format: dcd}",
+                          source=ctx.source, key="trajectory")
+    _check_keys(value, TRAJECTORY_KEYS, ctx.source, "trajectory.")
+    every = _number(value.get("every"), "trajectory.every", ctx.source, minimum=1,
+                    default=1)
+    fmt = _string(value.get("format", "dcd"), "trajectory.format", ctx.source).lower()
+    folder = environ.get("WEST_TRAJECTORY_RETURN")
+    folder = ctx.path(folder, "WEST_TRAJECTORY_RETURN", must_exist=False) if folder \
+        else workdir
+    return TrajectorySpec(every=every, path=folder / f"seg.{fmt}")
+
+
+def load(path: Path | None, overrides: list[str] = (), environ=None,
+         mode: str = "segment") -> Config:
     """Load, override and validate a config file.
 
     Parameters
@@ -422,4 +602,4 @@ def load(path: Path | None, overrides: list[str] = (), environ=None) -> Config:
         path = Path(path).resolve()
         data, source, base = load_yaml(path), str(path), path.parent
     data = apply_overrides(data, list(overrides))
-    return validate(data, source, base, environ=environ)
+    return validate(data, source, base, environ=environ, mode=mode)

@@ -200,6 +200,12 @@ class PcoordCalculator:
         kwargs = dict(config.topology_options)
         if config.topology_format:
             kwargs["topology_format"] = config.topology_format
+        if config.start is not None and not config.start.is_file():
+            raise ConfigError(f"start structure '{config.start}' does not exist; check "
+                              f"the path (and the files: set-up that should make it)",
+                              source=config.source,
+                              key="get_pcoord.structure" if config.mode == "pcoord"
+                              else "start")
         coords = [] if config.start is None else [str(config.start)]
         if config.start_format:
             kwargs["format"] = config.start_format
@@ -218,7 +224,13 @@ class PcoordCalculator:
         self.n_atoms = len(self.universe.atoms)
         self._ts = self.universe.trajectory.ts
         self.start_dimensions = self.universe.dimensions
-        self.coordinates = [build_coordinate(s, config.base_dir) for s in config.pcoords]
+        # The pcoord first, then each aux dataset: one row holds them all and
+        # :meth:`split` cuts it into datasets.
+        specs = {"pcoord": config.pcoords,
+                 **{name: aux_specs for name, (aux_specs, _) in config.aux.items()}}
+        self.datasets = {name: [build_coordinate(s, config.base_dir) for s in group]
+                         for name, group in specs.items()}
+        self.coordinates = [c for group in self.datasets.values() for c in group]
         for c in self.coordinates:
             c.prepare(self.universe, config.source)
         self.columns = None
@@ -270,5 +282,16 @@ class PcoordCalculator:
             self._ts.dimensions = triclinic_box(*np.asarray(box, dtype=np.float64))
         return self._evaluate(label)
 
-    def column_names(self) -> list[str]:
-        return [n for c in self.coordinates for n in c.column_names()]
+    def column_names(self, dataset="pcoord") -> list[str]:
+        """Column names of one dataset (``pcoord`` or an aux name)."""
+        return [n for c in self.datasets[dataset] for n in c.column_names()]
+
+    def split(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Cut full rows (shape (n, columns)) into {dataset: rows}; needs
+        :meth:`start_row` to have run (it learns each coordinate's width)."""
+        out, first = {}, 0
+        for name, group in self.datasets.items():
+            width = sum(c.columns for c in group)
+            out[name] = rows[:, first:first + width]
+            first += width
+        return out

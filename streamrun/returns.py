@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -44,3 +46,67 @@ def write_pcoord(path: Path, rows: np.ndarray, column_names=(), units="Å") -> N
         raise StreamrunError(f"could not write the pcoord file '{path}': "
                              f"{e.strerror or e}; check the folder is writable and "
                              f"has space") from None
+
+
+def copy_restart(workdir: Path, names, target: Path | None) -> None:
+    """Copy the segment's restart files into WESTPA's ``WEST_RESTART_RETURN`` folder.
+
+    Raises
+    ------
+    StreamrunError
+        If a restart file is missing: the child segment would not be able to start.
+    """
+    if target is None or not names:
+        return
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        source = Path(workdir) / name
+        if not source.is_file():
+            raise StreamrunError(f"restart file '{source}' (config key 'restart') was "
+                                 f"not written by the engine; the next segment needs it")
+        shutil.copy2(source, target / source.name)
+
+
+def copy_log(log: Path, target: Path | None) -> None:
+    """Copy the engine log to ``WEST_LOG_RETURN`` (best effort: never fails a run)."""
+    if target is None or not Path(log).exists():
+        return
+    try:
+        shutil.copyfile(log, target)
+    except OSError:
+        pass
+
+
+class TrajectorySink:
+    """Writes every ``every``-th streamed frame with an MDAnalysis Writer.
+
+    Only used when the config asks for a trajectory: streamrun writes nothing else
+    to disk by default. The file is written under a temporary name and renamed
+    when complete.
+    """
+
+    def __init__(self, spec, universe):
+        import MDAnalysis as mda
+
+        self.spec, self.universe = spec, universe
+        Path(spec.path).parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = Path(spec.path).with_name(f".{Path(spec.path).name}.part")
+        fmt = Path(spec.path).suffix.lstrip(".").upper()
+        self._writer = mda.Writer(str(self._tmp), n_atoms=len(universe.atoms),
+                                  format=fmt)
+        self.count = 0
+
+    def frame(self, index: int) -> None:
+        """Called after frame ``index`` (1-based) was loaded into the Universe."""
+        if index % self.spec.every == 0:
+            self._writer.write(self.universe.atoms)
+            self.count += 1
+
+    def close(self, keep: bool) -> None:
+        self._writer.close()
+        if keep:
+            os.replace(self._tmp, self.spec.path)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)

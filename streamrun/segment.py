@@ -9,6 +9,8 @@ written only when every row is there.
 from __future__ import annotations
 
 import contextlib
+import os
+import shlex
 import signal
 import time
 from dataclasses import dataclass, field
@@ -18,10 +20,11 @@ import numpy as np
 
 from .engines import ADAPTERS
 from .engines.base import resolve_executable
-from .errors import EngineError, Interrupted, PortError, StreamError
+from .errors import ConfigError, EngineError, Interrupted, PortError, StreamError
 from .pcoords import PcoordCalculator
 from .ports import listener_in_tree, reserve_port
-from .returns import write_pcoord
+from .returns import TrajectorySink, copy_log, copy_restart, write_pcoord
+from .setup import set_up
 from .stream import FrameReader, connect
 from .supervise import EngineProcess, env_for_engine
 
@@ -151,19 +154,23 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
     t_start = time.monotonic()
     adapter = ADAPTERS[config.engine.name]
     executable = resolve_executable(adapter, config.engine, config.source)
-    calculator = PcoordCalculator(config)  # selections and plugins fail here, early
-    row0 = calculator.start_row()
-    expected = adapter.expected_frames(config.engine.nsteps, config.engine.frame_interval)
-
-    engine = reservation = client = reader = None
+    engine = reservation = client = reader = sink = None
+    done = False
     with _signals_raise():
         try:
+            set_up(config, config.log)
+            calculator, row0 = _calculator(config)  # bad selections/plugins fail here
+            expected = adapter.expected_frames(config.engine.nsteps,
+                                               config.engine.frame_interval)
+            if config.trajectory is not None:
+                sink = TrajectorySink(config.trajectory, calculator.universe)
             engine, reservation, port, launches = _launch(config, adapter, executable, log)
             client = connect(port, calculator.n_atoms, config.buffer_bytes,
                              config.stream_timeout)
             t_stream = time.monotonic()
             reader = FrameReader(client, calculator, expected,
-                                 config.engine.frame_interval)
+                                 config.engine.frame_interval,
+                                 on_frame=sink.frame if sink else None)
             reader.start()
             _watch(config, engine, reader, expected, progress)
             stream_seconds = time.monotonic() - t_stream
@@ -178,7 +185,9 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
             rows = np.vstack([row0, *reader.rows])
             if rows.shape[0] != config.rows:  # guarded by config; never trust it blindly
                 raise StreamError(f"{rows.shape[0]} rows computed, {config.rows} asked")
-            write_pcoord(config.output, rows, calculator.column_names())
+            copy_restart(config.engine.workdir, config.restart, _restart_return())
+            _write_datasets(config, calculator, rows)
+            done = True
             return SegmentResult(rows=rows, output=config.output, frames=reader.count,
                                  wall_seconds=time.monotonic() - t_start,
                                  stream_seconds=stream_seconds,
@@ -186,6 +195,8 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
                                  launches=launches,
                                  column_names=calculator.column_names())
         finally:
+            if sink is not None:
+                sink.close(keep=done)
             if reader is not None and reader.is_alive():
                 reader.stop()
                 reader.join(5.0)
@@ -196,6 +207,82 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
                 engine.stop()
             if reservation is not None:
                 reservation.release()
+            copy_log(config.log, config.log_return)
+
+
+def _restart_return():
+    value = os.environ.get("WEST_RESTART_RETURN")
+    return Path(value) if value else None
+
+
+def _calculator(config):
+    """Build the pcoord calculator and row 0; check the columns against west.cfg."""
+    calculator = PcoordCalculator(config)
+    row0 = calculator.start_row()
+    ndim = getattr(config.system, "pcoord_ndim", None)
+    width = len(calculator.column_names("pcoord"))
+    if ndim is not None and ndim != width:
+        raise ConfigError(f"the coordinates give {width} pcoord column(s) "
+                          f"({', '.join(calculator.column_names('pcoord'))}) but "
+                          f"pcoord_ndim is {ndim} in {config.system.source}",
+                          source=config.source, key="pcoord")
+    return calculator, row0
+
+
+def _write_datasets(config, calculator, rows):
+    """Write the aux datasets, then the pcoord (last: its presence means success)."""
+    parts = calculator.split(rows)
+    for name, (_, path) in config.aux.items():
+        write_pcoord(path, parts[name], calculator.column_names(name))
+    write_pcoord(config.output, parts["pcoord"], calculator.column_names("pcoord"))
+
+
+def compute_start_point(config):
+    """WESTPA's get_pcoord job: the pcoord of one structure, written as one row.
+
+    Uses the same calculator as the segments, so a basis state's pcoord equals row
+    0 of the segments that start from it.
+    """
+    calculator, row0 = _calculator(config)
+    write_pcoord(config.output, row0[None, :len(calculator.column_names("pcoord"))],
+                 calculator.column_names("pcoord"))
+    return row0
+
+
+def describe(config) -> str:
+    """What a segment would do, without doing it (``--dry-run``)."""
+    adapter = ADAPTERS[config.engine.name]
+    executable = resolve_executable(adapter, config.engine, config.source)
+    calculator = PcoordCalculator(config) if all(
+        f.source.exists() for f in config.files) else None
+    lines = [f"config:      {config.source}",
+             f"engine:      {shlex.join(adapter.command(config.engine, executable, 0))}"
+             .replace(" streamrun_port 0 ", " streamrun_port <port> "),
+             f"workdir:     {config.engine.workdir}"]
+    for f in config.files:
+        lines.append(f"file:        {f.name} <- {f.source} ({f.mode})")
+    for c in config.prepare:
+        lines.append(f"prepare:     {c}")
+    lines += [f"topology:    {config.topology}",
+              f"start:       {config.start or config.topology} (row 0)",
+              f"rows:        {config.rows} (start + "
+              f"{adapter.expected_frames(config.engine.nsteps, config.engine.frame_interval)}"
+              f" frames every {config.engine.frame_interval} steps)"]
+    for spec in config.pcoords:
+        lines.append(f"pcoord:      {spec.key}: {spec.type} {spec.options}")
+    if calculator is not None:
+        calculator.start_row()
+        lines.append(f"columns:     {', '.join(calculator.column_names())} (Å)")
+    for name, (specs, path) in config.aux.items():
+        lines.append(f"aux:         {name} -> {path}")
+    lines += [f"output:      {config.output}", f"log:         {config.log}"]
+    if config.restart:
+        lines.append(f"restart:     {', '.join(config.restart)} -> "
+                     f"{_restart_return() or '(WEST_RESTART_RETURN not set)'}")
+    if config.trajectory:
+        lines.append(f"trajectory:  every {config.trajectory.every} frame(s) -> "
+                     f"{config.trajectory.path}")
+    return "\n".join(lines)
 
 
 def _watch(config, engine, reader, expected, progress):

@@ -39,9 +39,20 @@ def connect(port: int, n_atoms: int, buffer_bytes: int, timeout: float,
     from imdclient.IMDClient import IMDClient
 
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    class Client(IMDClient):
+        # imdclient installs this as the SIGINT/SIGTERM handler while it connects;
+        # its own version only stops the client, which would swallow WESTPA's
+        # SIGTERM. Hand the signal to the handler streamrun had instead.
+        def signal_handler(self, signum=None, frame=None, *args, **kwargs):
+            handler = saved.get(signum)
+            if callable(handler):
+                handler(signum, frame)
+            else:
+                self.stop()
+
     try:
-        return IMDClient(host, port, n_atoms, buffer_size=buffer_bytes,
-                         timeout=timeout)
+        return Client(host, port, n_atoms, buffer_size=buffer_bytes, timeout=timeout)
     except (ConnectionError, OSError, ValueError) as e:
         raise StreamError(f"IMD connection to {host}:{port} failed: {e}") from None
     finally:
@@ -60,6 +71,9 @@ class FrameReader(threading.Thread):
         Frames the engine should send. One more is an error.
     interval : int, optional
         MD steps between frames; checked against the steps an IMD v3 stream carries.
+    on_frame : callable, optional
+        Called with the 1-based frame number after its row was computed, while
+        the Universe holds that frame (e.g. to write a trajectory).
 
     Attributes
     ----------
@@ -74,10 +88,11 @@ class FrameReader(threading.Thread):
         Engine step of each frame when the stream carries time (IMD v3).
     """
 
-    def __init__(self, client, calculator, expected: int, interval: int | None = None):
+    def __init__(self, client, calculator, expected: int, interval: int | None = None,
+                 on_frame=None):
         super().__init__(daemon=True, name="streamrun-reader")
         self.client, self.calculator, self.expected = client, calculator, expected
-        self.interval = interval
+        self.interval, self.on_frame = interval, on_frame
         self.rows: list[np.ndarray] = []
         self.steps: list[int] = []
         self.error: Exception | None = None
@@ -120,6 +135,8 @@ class FrameReader(threading.Thread):
                 row = self.calculator.frame_row(frame.positions, frame.box, label)
                 self.compute_seconds += time.perf_counter() - t0
                 self.rows.append(row)
+                if self.on_frame is not None:
+                    self.on_frame(n)
                 if step is not None:
                     self._check_step(int(step))
         except Exception as e:  # handed to the main thread, which reports it

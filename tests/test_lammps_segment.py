@@ -163,7 +163,7 @@ def test_sigterm_stops_the_engine_tree_and_fails(lmp, nacl_lammps, tmp_path,
     assert psutil.Process(proc.pid).children(recursive=True)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 128 + signal.SIGTERM
+    assert proc.returncode == 128 + signal.SIGTERM, err
     assert "received SIGTERM" in err
     assert not (workdir / "pcoord.dat").exists()
 

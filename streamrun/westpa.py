@@ -1,0 +1,115 @@
+"""The WESTPA side of the contract: what the ``WEST_*`` variables mean for a
+segment, the placeholders they provide to the config, and the system options of
+west.cfg that the pcoord file must agree with.
+
+WESTPA (westpa/core/propagators/executable.py) starts the propagator as
+``Popen([executable])`` in ``WEST_CURRENT_SEG_DATA_REF``, and reads back
+``WEST_PCOORD_RETURN`` (``numpy.loadtxt``, ``pcoord_len`` x ``pcoord_ndim``),
+``WEST_<NAME>_RETURN`` for each aux dataset, and, with the HDF5 framework,
+``WEST_RESTART_RETURN``/``WEST_TRAJECTORY_RETURN`` (folders) and ``WEST_LOG_RETURN``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+#: Placeholder -> environment variable it comes from.
+PLACEHOLDER_VARS = {
+    "rand16": "WEST_RAND16",
+    "rand32": "WEST_RAND32",
+    "rand64": "WEST_RAND64",
+    "rand128": "WEST_RAND128",
+    "randfloat": "WEST_RANDFLOAT",
+    "seg_id": "WEST_CURRENT_SEG_ID",
+    "iter": "WEST_CURRENT_ITER",
+    "parent": "WEST_PARENT_DATA_REF",
+    "parent_id": "WEST_PARENT_ID",
+    "sim_root": "WEST_SIM_ROOT",
+    "struct": "WEST_STRUCT_DATA_REF",
+    "bstate": "WEST_BSTATE_DATA_REF",
+    "istate": "WEST_ISTATE_DATA_REF",
+}
+PLACEHOLDER = re.compile(r"(?<!\$)\{(" + "|".join(
+    [*PLACEHOLDER_VARS, "config_dir", "workdir"]) + r")\}")
+
+CONTINUES, NEWTRAJ = "continues", "newtraj"
+
+
+def in_segment(environ) -> bool:
+    """True when WESTPA started us for a segment."""
+    return bool(environ.get("WEST_CURRENT_SEG_ID"))
+
+
+def in_get_pcoord(environ) -> bool:
+    """True when WESTPA started us to compute a basis/initial state's pcoord."""
+    return bool(environ.get("WEST_STRUCT_DATA_REF")) and not in_segment(environ)
+
+
+def initpoint(environ) -> str | None:
+    """``continues``, ``newtraj``, or None outside WESTPA."""
+    value = environ.get("WEST_CURRENT_SEG_INITPOINT_TYPE", "")
+    if value.endswith("CONTINUES"):
+        return CONTINUES
+    if value.endswith("NEWTRAJ"):
+        return NEWTRAJ
+    return None
+
+
+def placeholders(environ, config_dir, workdir) -> dict[str, str | None]:
+    """Values of every placeholder; None for those whose variable is unset."""
+    values = {name: environ.get(var) or None for name, var in PLACEHOLDER_VARS.items()}
+    values.update(config_dir=str(config_dir), workdir=str(workdir))
+    return values
+
+
+def fill(text: str, values: dict, on_missing) -> str:
+    """Replace ``{name}`` placeholders in ``text``. LAMMPS ``${name}`` is left alone.
+
+    ``on_missing(name, variable)`` is called (and must raise) for a placeholder
+    whose environment variable is not set.
+    """
+    def sub(m):
+        value = values.get(m.group(1))
+        if value is None:
+            on_missing(m.group(1), PLACEHOLDER_VARS.get(m.group(1)))
+        return value
+
+    return PLACEHOLDER.sub(sub, text)
+
+
+def aux_return_var(name: str) -> str:
+    """Environment variable WESTPA sets for aux dataset ``name``."""
+    return f"WEST_{name.upper()}_RETURN"
+
+
+@dataclass(frozen=True)
+class SystemOptions:
+    """``west.system.system_options`` of a west.cfg (None where not given)."""
+
+    source: str
+    pcoord_len: int | None = None
+    pcoord_ndim: int | None = None
+    pcoord_dtype: str | None = None
+
+
+def system_options(west_cfg: Path) -> SystemOptions | None:
+    """Read pcoord_len/pcoord_ndim/pcoord_dtype from a west.cfg, if it has them."""
+    try:
+        data = yaml.safe_load(Path(west_cfg).read_text())
+        options = data["west"]["system"]["system_options"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    if not isinstance(options, dict):
+        return None
+
+    def integer(key):
+        value = options.get(key)
+        return int(value) if isinstance(value, int) else None
+
+    return SystemOptions(str(west_cfg), integer("pcoord_len"), integer("pcoord_ndim"),
+                         str(options["pcoord_dtype"]) if "pcoord_dtype" in options
+                         else None)
