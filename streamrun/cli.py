@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import StreamrunError
+from .errors import ConfigError, StreamrunError
 
 CONFIG_HELP = """\b
 Config keys (YAML; in west.cfg under 'streamrun:'; paths relative to the file):
@@ -58,9 +58,8 @@ def _say(message):
     click.echo(f"streamrun: {message}", err=True)
 
 
-def _run(config_path, overrides, output, quiet, workdir=None):
+def _load(config_path, overrides, output=None, workdir=None, mode="segment"):
     from .config import load
-    from .segment import run_segment
 
     if workdir:
         workdir = Path(workdir).resolve()
@@ -68,7 +67,21 @@ def _run(config_path, overrides, output, quiet, workdir=None):
         overrides = [*overrides, f"engine.workdir={workdir}"]
     if output:
         overrides = [*overrides, f"output={Path(output).resolve()}"]
-    config = load(config_path, overrides)
+    if config_path is None and not overrides:
+        raise ConfigError("no config: pass --config FILE, set STREAMRUN_CONFIG, or run "
+                          "under WESTPA (WEST_SIM_ROOT/west.cfg with a streamrun: "
+                          "section)")
+    return load(config_path, overrides, mode=mode)
+
+
+def _run(config_path, overrides, output=None, quiet=False, workdir=None,
+         dry_run=False):
+    from .segment import describe, run_segment
+
+    config = _load(config_path, overrides, output, workdir)
+    if dry_run:
+        click.echo(describe(config))
+        return None
     bar = None
     show_bar = not quiet and sys.stderr.isatty()
 
@@ -92,6 +105,16 @@ def _run(config_path, overrides, output, quiet, workdir=None):
     return result
 
 
+def _point(config_path, overrides, output=None, quiet=False):
+    from .segment import compute_start_point
+
+    config = _load(config_path, overrides, output, mode="pcoord")
+    row = compute_start_point(config)
+    if not quiet:
+        _say(f"pcoord of {config.start}: {' '.join(f'{v:.6g}' for v in row)} (Å) -> "
+             f"{config.output}")
+
+
 def _guarded(func, *args):
     """Run ``func``; turn streamrun errors into one stderr line and an exit code."""
     try:
@@ -108,49 +131,93 @@ def _guarded(func, *args):
         sys.exit(1)
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names":
-                                                            ["-h", "--help"]})
+CONFIG_OPTION = click.option(
+    "-c", "--config", "config_path", type=click.Path(dir_okay=False),
+    help="YAML config or west.cfg with a streamrun: section "
+         "[default: $STREAMRUN_CONFIG, else $WEST_SIM_ROOT/west.cfg].")
+SET_OPTION = click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set engine.nsteps=1000. Repeatable.")
+OUTPUT_OPTION = click.option("-o", "--output", type=click.Path(dir_okay=False),
+                             help="pcoord file to write (overrides 'output').")
+QUIET_OPTION = click.option("-q", "--quiet", is_flag=True,
+                            help="No progress bar or summary.")
+DRY_RUN_OPTION = click.option("--dry-run", is_flag=True,
+                              help="Print the resolved engine command, files, "
+                                   "coordinates and outputs; run nothing.")
+
+
+def _config_path(config_path):
+    return Path(config_path) if config_path else _find_config(os.environ)
+
+
+@click.group(invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="streamrun")
 @click.pass_context
 def main(ctx):
     """Run an MD segment and compute its WESTPA progress coordinate from the
-    engine's IMD stream, in one process.
+    engine's IMD stream, in one process. Lengths are in Å.
 
-    With no command and WESTPA's environment (WEST_CURRENT_SEG_ID set), runs that
-    segment with the config from $STREAMRUN_CONFIG or the streamrun: section of
+    \b
+    With no command, as WESTPA starts a propagator:
+      WEST_CURRENT_SEG_ID set   -> run that segment     (= streamrun segment)
+      WEST_STRUCT_DATA_REF set  -> get_pcoord one point (= streamrun pcoord)
+    The config is $STREAMRUN_CONFIG, else the streamrun: section of
     $WEST_SIM_ROOT/west.cfg.
     """
     if ctx.invoked_subcommand is not None:
         return
-    env = os.environ
-    if env.get("WEST_CURRENT_SEG_ID"):
-        config = _find_config(env)
-        _guarded(_run, config, [], None, True)
-        return
-    click.echo(ctx.get_help())
-    ctx.exit(2)
+    from . import westpa
+
+    if westpa.in_segment(os.environ):
+        _guarded(_run, _find_config(os.environ), [])
+    elif westpa.in_get_pcoord(os.environ):
+        _guarded(_point, _find_config(os.environ), [])
+    else:
+        click.echo(ctx.get_help())
+        ctx.exit(2)
 
 
 @main.command(epilog=CONFIG_HELP)
-@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
-              help="YAML config or west.cfg with a streamrun: section "
-                   "[default: $STREAMRUN_CONFIG, else $WEST_SIM_ROOT/west.cfg].")
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="pcoord file to write (overrides 'output').")
+@CONFIG_OPTION
+@OUTPUT_OPTION
 @click.option("-w", "--workdir", type=click.Path(file_okay=False),
               help="Folder to run the segment in (created if missing; overrides "
                    "'engine.workdir'). Output and log paths are relative to it.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config value, e.g. --set engine.nsteps=1000. Repeatable.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
-def run(config_path, output, workdir, overrides, quiet):
+@SET_OPTION
+@QUIET_OPTION
+@DRY_RUN_OPTION
+def run(config_path, output, workdir, overrides, quiet, dry_run):
     """Run one segment: start the engine, stream it, write the pcoord file.
 
     The pcoord file has one row for the start structure, then one row per streamed
     frame (engine.nsteps / engine.frame_interval of them). Exit code 0 only when
     the engine exited 0 and every row was written; 2 for a config error.
     """
-    path = Path(config_path) if config_path else _find_config(os.environ)
-    if path is None and not overrides:
-        raise click.UsageError("no config: pass --config FILE or set STREAMRUN_CONFIG")
-    _guarded(_run, path, list(overrides), output, quiet, workdir)
+    _guarded(_run, _config_path(config_path), list(overrides), output, quiet, workdir,
+             dry_run)
+
+
+@main.command(epilog=CONFIG_HELP)
+@CONFIG_OPTION
+@SET_OPTION
+@DRY_RUN_OPTION
+def segment(config_path, overrides, dry_run):
+    """Run the WESTPA segment described by the WEST_* variables, in the current
+    folder (for a runseg.sh wrapper; the same as starting streamrun with no
+    arguments under WESTPA)."""
+    _guarded(_run, _config_path(config_path), list(overrides), None, False, None,
+             dry_run)
+
+
+@main.command()
+@CONFIG_OPTION
+@SET_OPTION
+@OUTPUT_OPTION
+@QUIET_OPTION
+def pcoord(config_path, overrides, output, quiet):
+    """WESTPA get_pcoord: write the pcoord of one structure (a basis or initial
+    state, $WEST_STRUCT_DATA_REF, or get_pcoord.structure) to $WEST_PCOORD_RETURN,
+    with the same coordinates as the segments' row 0."""
+    _guarded(_point, _config_path(config_path), list(overrides), output, quiet)

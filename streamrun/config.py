@@ -329,12 +329,16 @@ class _Context:
     """What validation needs besides the mapping: where relative paths start and
     the placeholder values (``{rand16}``, ``{parent}``, ``{workdir}``, ...)."""
 
-    def __init__(self, source, base_dir, environ):
+    def __init__(self, source, base_dir, environ, lenient=False):
         self.source, self.base_dir, self.environ = source, base_dir, environ
         self.values = {}
+        # get_pcoord runs no engine: segment-only placeholders may stay unfilled
+        self.lenient = lenient
 
     def fill(self, value, key):
         def missing(name, variable):
+            if self.lenient:
+                return "{" + name + "}"
             raise ConfigError(
                 f"uses {{{name}}}, but {variable} is not set (it is set by WESTPA for "
                 f"a segment); set it, or give the value with --set {key}=...",
@@ -374,7 +378,7 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
     """
     environ = os.environ if environ is None else environ
     base_dir = Path(base_dir).resolve()
-    ctx = _Context(source, base_dir, environ)
+    ctx = _Context(source, base_dir, environ, lenient=mode == "pcoord")
     _check_keys(data, TOP_KEYS, source, "")
     eng = _mapping(data, "engine", source, required=True)
     _check_keys(eng, ENGINE_KEYS, source, "engine.")
@@ -482,7 +486,8 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
         buffer_bytes=int(_number(stream.get("buffer_mb"), "stream.buffer_mb", source,
                                  kind=float, minimum=0.01, default=10.0) * 2**20),
         base_dir=base_dir,
-        files=_files(data.get("files"), ctx, westpa.initpoint(environ)),
+        files=() if mode == "pcoord" else _files(data.get("files"), ctx,
+                                                 westpa.initpoint(environ)),
         prepare=_prepare(data.get("prepare"), ctx),
         aux=aux,
         restart=_string_list(data.get("restart"), ctx, "restart"),

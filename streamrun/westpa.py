@@ -69,13 +69,13 @@ def placeholders(environ, config_dir, workdir) -> dict[str, str | None]:
 def fill(text: str, values: dict, on_missing) -> str:
     """Replace ``{name}`` placeholders in ``text``. LAMMPS ``${name}`` is left alone.
 
-    ``on_missing(name, variable)`` is called (and must raise) for a placeholder
-    whose environment variable is not set.
+    ``on_missing(name, variable)`` is called for a placeholder whose environment
+    variable is not set; it raises, or returns the text to put in its place.
     """
     def sub(m):
         value = values.get(m.group(1))
         if value is None:
-            on_missing(m.group(1), PLACEHOLDER_VARS.get(m.group(1)))
+            return on_missing(m.group(1), PLACEHOLDER_VARS.get(m.group(1)))
         return value
 
     return PLACEHOLDER.sub(sub, text)

@@ -1,0 +1,151 @@
+"""streamrun started as WESTPA starts a propagator (no arguments, WEST_* variables):
+parent files set up, seeds from WEST_RAND*, every return file written, get_pcoord
+agreeing with row 0. Real LAMMPS; WESTPA itself runs in test_westpa.py."""
+
+import os
+import subprocess
+import sys
+
+import MDAnalysis as mda
+import numpy as np
+import pytest
+import yaml
+from MDAnalysis.lib.distances import calc_bonds
+
+STREAMRUN = [sys.executable, "-m", "streamrun"]
+
+
+def west_cfg(sim, **streamrun_extra):
+    """A west.cfg in ``sim`` whose streamrun: section runs the example like WESTPA."""
+    section = {
+        "engine": {"input": "nacl.in", "nsteps": 100, "frame_interval": 10,
+                   "variables": {"start": "parent.data", "seed": "{rand16}",
+                                 "dumpfile": "check.lammpstrj"}},
+        "files": {"parent.data": {"continues": "{parent}/end.data",
+                                  "newtraj": "{parent}"}},
+        "topology": "start.data",
+        "start": "{workdir}/parent.data",
+        "pcoord": [{"type": "distance", "name": "na_cl", "a": "type 3", "b": "type 4"}],
+        "restart": ["end.data"],
+        **streamrun_extra,
+    }
+    cfg = {"west": {"system": {"system_options": {
+        "pcoord_ndim": 1, "pcoord_len": 11, "pcoord_dtype": "float32"}}},
+        "streamrun": section}
+    (sim / "west.cfg").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def westpa_env(sim, seg, parent, point="SEG_INITPOINT_NEWTRAJ", seg_id=0, **extra):
+    returns = seg / "returns"
+    returns.mkdir(parents=True, exist_ok=True)
+    return dict(os.environ, WEST_SIM_ROOT=str(sim), WEST_CURRENT_ITER="1",
+                WEST_CURRENT_SEG_ID=str(seg_id), WEST_CURRENT_SEG_DATA_REF=str(seg),
+                WEST_CURRENT_SEG_INITPOINT_TYPE=point, WEST_PARENT_DATA_REF=str(parent),
+                WEST_RAND16=str(1000 + seg_id), WEST_PCOORD_RETURN=str(returns / "pcoord"),
+                WEST_RESTART_RETURN=str(returns / "restart"),
+                WEST_LOG_RETURN=str(returns / "seglog"), **extra)
+
+
+def streamrun(env, cwd, *args):
+    return subprocess.run([*STREAMRUN, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=180)
+
+
+def dump_distances(topology, dump):
+    u = mda.Universe(str(topology), str(dump), format="LAMMPSDUMP")
+    na, cl = u.select_atoms("type 3"), u.select_atoms("type 4")
+    return np.array([calc_bonds(na.positions[0], cl.positions[0], box=u.dimensions)
+                     for _ in u.trajectory])
+
+
+def test_a_newtraj_then_a_continuing_segment_chain_through_westpas_files(
+        lmp, nacl_lammps, tmp_path, no_engine_left):
+    west_cfg(nacl_lammps, aux={"na_o_min": [{
+        "type": "plugin", "function": "hydration.py:na_o_min",
+        "selections": ["type 3", "type 1"]}]}, trajectory={"every": 2})
+    (nacl_lammps / "hydration.py").write_text(
+        "from MDAnalysis.lib.distances import distance_array\n"
+        "def na_o_min(u, na, ow):\n"
+        "    return distance_array(na.positions, ow.positions, box=u.dimensions).min()\n")
+    bstate = nacl_lammps / "start.data"
+
+    # get_pcoord for the basis state (w_init)
+    point_env = dict(os.environ, WEST_SIM_ROOT=str(nacl_lammps),
+                     WEST_STRUCT_DATA_REF=str(bstate),
+                     WEST_PCOORD_RETURN=str(tmp_path / "bstate_pcoord"))
+    proc = streamrun(point_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    bstate_pcoord = np.loadtxt(tmp_path / "bstate_pcoord")
+    assert bstate_pcoord.shape == ()  # one point of pcoord_ndim = 1 values
+
+    # iteration 1: a new trajectory from the basis state
+    seg1 = tmp_path / "traj_segs" / "000001" / "000000"
+    seg1.mkdir(parents=True)
+    env = westpa_env(nacl_lammps, seg1, bstate,
+                     WEST_NA_O_MIN_RETURN=str(seg1 / "returns" / "na_o_min"),
+                     WEST_TRAJECTORY_RETURN=str(seg1 / "returns" / "traj"))
+    proc = streamrun(env, seg1)
+    assert proc.returncode == 0, proc.stderr
+    pc1 = np.loadtxt(seg1 / "returns" / "pcoord")
+    assert pc1.shape == (11,)
+    assert pc1[0] == pytest.approx(float(bstate_pcoord), abs=1e-6)
+    assert np.abs(pc1 - dump_distances(bstate, seg1 / "check.lammpstrj")).max() <= 1e-3
+    assert os.path.islink(seg1 / "parent.data")
+    assert (seg1 / "returns" / "restart" / "end.data").is_file()
+    assert "Waiting for IMD" in (seg1 / "returns" / "seglog").read_text()
+    assert np.loadtxt(seg1 / "returns" / "na_o_min").shape == (11,)
+    traj = mda.Universe(str(bstate), str(seg1 / "returns" / "traj" / "seg.dcd"))
+    ref = mda.Universe(str(bstate), str(seg1 / "check.lammpstrj"), format="LAMMPSDUMP")
+    assert traj.trajectory.n_frames == 5  # frames 2, 4, ..., 10 of 10
+    for ts in traj.trajectory:  # frame k of the dcd is streamed frame 2(k+1): step 20(k+1)
+        ref.trajectory[2 * (ts.frame + 1)]
+        moved = traj.atoms.positions - ref.atoms.positions
+        assert np.abs(moved - moved[0]).max() < 1e-3  # same up to LAMMPS' box shift
+
+    # iteration 2: continues from segment 1's folder, with another seed
+    seg2 = tmp_path / "traj_segs" / "000002" / "000000"
+    seg2.mkdir(parents=True)
+    env = westpa_env(nacl_lammps, seg2, seg1, point="SEG_INITPOINT_CONTINUES", seg_id=7,
+                     WEST_NA_O_MIN_RETURN=str(seg2 / "returns" / "na_o_min"))
+    proc = streamrun(env, seg2)
+    assert proc.returncode == 0, proc.stderr
+    pc2 = np.loadtxt(seg2 / "returns" / "pcoord")
+    assert pc2[0] == pytest.approx(pc1[-1], abs=1e-4)  # row 0 = parent's last row
+    assert os.readlink(seg2 / "parent.data") == str(seg1 / "end.data")
+    assert "-var seed 1007" in (seg2 / "streamrun-engine.log").read_text()
+    assert (seg2 / "seg.dcd").exists()  # no WEST_TRAJECTORY_RETURN: kept in the folder
+
+
+def test_pcoord_len_that_disagrees_with_nsteps_fails_before_the_engine_starts(
+        lmp, nacl_lammps, tmp_path, no_engine_left):
+    west_cfg(nacl_lammps)
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    env = westpa_env(nacl_lammps, seg, nacl_lammps / "start.data")
+    proc = streamrun(env, seg, "segment", "--set", "engine.nsteps=200")
+    assert proc.returncode == 2
+    assert "pcoord_len is 11" in proc.stderr and "engine.nsteps" in proc.stderr
+    assert not (seg / "streamrun-engine.log").exists()
+
+
+def test_a_missing_westpa_variable_is_named(lmp, nacl_lammps, tmp_path):
+    west_cfg(nacl_lammps)
+    env = westpa_env(nacl_lammps, tmp_path / "seg", nacl_lammps / "start.data")
+    del env["WEST_RAND16"]
+    proc = streamrun(env, tmp_path, "segment", "--dry-run")
+    assert proc.returncode == 2
+    assert "engine.variables.seed" in proc.stderr and "WEST_RAND16" in proc.stderr
+
+
+def test_dry_run_shows_the_resolved_segment_without_running_it(lmp, nacl_lammps,
+                                                               tmp_path):
+    west_cfg(nacl_lammps)
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    env = westpa_env(nacl_lammps, seg, nacl_lammps / "start.data")
+    proc = streamrun(env, seg, "segment", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "-var streamrun_port <port>" in proc.stdout and "-var seed 1000" in proc.stdout
+    assert f"parent.data <- {nacl_lammps / 'start.data'} (link)" in proc.stdout
+    assert "rows:        11" in proc.stdout
+    assert list(seg.iterdir()) == []
