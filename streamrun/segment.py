@@ -9,6 +9,7 @@ written only when every row is there.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shlex
 import signal
@@ -253,8 +254,12 @@ def describe(config) -> str:
     """What a segment would do, without doing it (``--dry-run``)."""
     adapter = ADAPTERS[config.engine.name]
     executable = resolve_executable(adapter, config.engine, config.source)
-    calculator = PcoordCalculator(config) if all(
-        f.source.exists() for f in config.files) else None
+    # Nothing is set up in a dry run: read row 0 from where files: would link it.
+    start = config.start
+    for f in config.files:
+        if start is not None and start == config.engine.workdir / f.name:
+            start = f.source
+    calculator = PcoordCalculator(dataclasses.replace(config, start=start))
     lines = [f"config:      {config.source}",
              f"engine:      {shlex.join(adapter.command(config.engine, executable, 0))}"
              .replace(" streamrun_port 0 ", " streamrun_port <port> "),
