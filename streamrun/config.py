@@ -434,7 +434,7 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
     system = None
     if environ.get("WEST_SIM_ROOT"):
         system = westpa.system_options(Path(environ["WEST_SIM_ROOT"]) / "west.cfg")
-    rows_default = ADAPTERS[name].expected_frames(nsteps, interval) + 1
+    rows_default = ADAPTERS[name].rows(nsteps, interval)
     rows = _number(data.get("rows"), "rows", source, minimum=1, default=rows_default)
     if rows != rows_default:
         raise ConfigError(

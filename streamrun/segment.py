@@ -81,7 +81,8 @@ def _launch(config, adapter, executable, log):
     (engine, reservation, port, launches)."""
     failed = []
     for attempt in range(1, MAX_LAUNCHES + 1):
-        reservation = reserve_port(avoid=failed)
+        reservation = (_NoReservation() if adapter.engine_picks_port
+                       else reserve_port(avoid=failed))
         engine = None
         try:
             engine = EngineProcess(adapter.command(config.engine, executable,
@@ -105,6 +106,9 @@ def _launch(config, adapter, executable, log):
                     f"{config.engine.ready_timeout:g} s (engine.ready_timeout); "
                     + engine.describe_exit())
             port = state.port or reservation.port
+            if not port:
+                raise EngineError(f"the engine's readiness line did not give its IMD "
+                                  f"port; " + engine.describe_exit())
             _confirm_listener(engine, port)
             return engine, reservation, port, attempt
         except BaseException:
@@ -115,6 +119,15 @@ def _launch(config, adapter, executable, log):
     raise PortError(f"the engine could not bind an IMD port in {MAX_LAUNCHES} launches "
                     f"(tried {', '.join(map(str, failed))}); another program is taking "
                     f"ports on this node")
+
+
+class _NoReservation:
+    """For engines that choose their own port (port 0 on the command line)."""
+
+    port = 0
+
+    def release(self):
+        pass
 
 
 def _confirm_listener(engine, port, wait=5.0):
@@ -171,7 +184,8 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
             t_stream = time.monotonic()
             reader = FrameReader(client, calculator, expected,
                                  config.engine.frame_interval,
-                                 on_frame=sink.frame if sink else None)
+                                 on_frame=sink.frame if sink else None,
+                                 skip=adapter.leading_frames)
             reader.start()
             _watch(config, engine, reader, expected, progress)
             stream_seconds = time.monotonic() - t_stream
@@ -270,9 +284,8 @@ def describe(config) -> str:
         lines.append(f"prepare:     {c}")
     lines += [f"topology:    {config.topology}",
               f"start:       {config.start or config.topology} (row 0)",
-              f"rows:        {config.rows} (start + "
-              f"{adapter.expected_frames(config.engine.nsteps, config.engine.frame_interval)}"
-              f" frames every {config.engine.frame_interval} steps)"]
+              f"rows:        {config.rows} (start + {config.rows - 1} frames every "
+              f"{config.engine.frame_interval} steps)"]
     for spec in config.pcoords:
         lines.append(f"pcoord:      {spec.key}: {spec.type} {spec.options}")
     if calculator is not None:

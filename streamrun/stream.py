@@ -71,8 +71,10 @@ class FrameReader(threading.Thread):
         Frames the engine should send. One more is an error.
     interval : int, optional
         MD steps between frames; checked against the steps an IMD v3 stream carries.
+    skip : int
+        Leading frames that make no row (an engine that streams step 0).
     on_frame : callable, optional
-        Called with the 1-based frame number after its row was computed, while
+        Called with the 1-based row number (after row 0) once computed, while
         the Universe holds that frame (e.g. to write a trajectory).
 
     Attributes
@@ -89,21 +91,23 @@ class FrameReader(threading.Thread):
     """
 
     def __init__(self, client, calculator, expected: int, interval: int | None = None,
-                 on_frame=None):
+                 on_frame=None, skip: int = 0):
         super().__init__(daemon=True, name="streamrun-reader")
         self.client, self.calculator, self.expected = client, calculator, expected
-        self.interval, self.on_frame = interval, on_frame
+        self.interval, self.on_frame, self.skip = interval, on_frame, skip
         self.rows: list[np.ndarray] = []
         self.steps: list[int] = []
         self.error: Exception | None = None
         self.ended: str | None = None
         self.last_frame_time = time.monotonic()
         self.compute_seconds = 0.0
+        self.received = 0
         self._halt = threading.Event()
 
     @property
     def count(self) -> int:
-        return len(self.rows)
+        """Frames received so far (including any skipped leading frames)."""
+        return self.received
 
     def run(self):
         try:
@@ -122,13 +126,18 @@ class FrameReader(threading.Thread):
                 self.last_frame_time = time.monotonic()
                 if self._halt.is_set():
                     return
-                n = len(self.rows) + 1
+                n = self.received + 1
                 if n > self.expected:
                     raise StreamError(
                         f"the engine sent more frames than the {self.expected} "
                         f"expected; check engine.nsteps and engine.frame_interval "
                         f"against the engine input")
+                self.received = n
                 step = getattr(frame, "step", None)
+                if step is not None:
+                    self._check_step(int(step))
+                if n <= self.skip:
+                    continue  # e.g. GROMACS' step 0: row 0 is the start structure
                 label = f"frame {n}" + (f" (step {int(step)})" if step is not None
                                          else "")
                 t0 = time.perf_counter()
@@ -136,9 +145,7 @@ class FrameReader(threading.Thread):
                 self.compute_seconds += time.perf_counter() - t0
                 self.rows.append(row)
                 if self.on_frame is not None:
-                    self.on_frame(n)
-                if step is not None:
-                    self._check_step(int(step))
+                    self.on_frame(n - self.skip)
         except Exception as e:  # handed to the main thread, which reports it
             self.error = e
 

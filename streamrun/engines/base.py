@@ -28,6 +28,8 @@ class EngineAdapter:
     bind_failed_line : re.Pattern or None
         Engine output line meaning the port was taken; streamrun relaunches
         the engine on another port.
+    engine_picks_port : bool
+    leading_frames : int
     """
 
     name = ""
@@ -35,6 +37,12 @@ class EngineAdapter:
     install_hint = ""
     ready_line: re.Pattern = re.compile(r"(?!)")
     bind_failed_line: re.Pattern | None = None
+    #: True when the engine chooses its own port (e.g. ``mdrun -imdport 0``) and
+    #: reports it in ``ready_line``; streamrun then reserves none.
+    engine_picks_port = False
+    #: Streamed frames that make no pcoord row, e.g. GROMACS' step 0 (row 0 is
+    #: computed from the start structure instead).
+    leading_frames = 0
 
     def check_config(self, engine, source) -> None:
         """Raise :class:`ConfigError` if the engine settings cannot work."""
@@ -44,8 +52,14 @@ class EngineAdapter:
         raise NotImplementedError
 
     def expected_frames(self, nsteps: int, frame_interval: int) -> int:
-        """Number of frames the engine streams in a segment of ``nsteps``."""
+        """Number of frames the engine streams in a segment of ``nsteps``
+        (``leading_frames`` included)."""
         raise NotImplementedError
+
+    def rows(self, nsteps: int, frame_interval: int) -> int:
+        """pcoord rows of a segment: the start point plus one per frame that
+        makes a row."""
+        return self.expected_frames(nsteps, frame_interval) - self.leading_frames + 1
 
 
 def find_executable(name: str) -> str | None:
