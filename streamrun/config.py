@@ -9,8 +9,10 @@ before any engine starts. Relative paths are relative to the config file's folde
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,18 +240,20 @@ def _mapping(data, key, source, required=False):
     return value
 
 
-def _number(value, key, source, kind=int, minimum=None, default=None):
+def _number(value, key, source, kind=int, minimum=None, default=None, maximum=None):
     if value is None:
         if default is None:
             raise ConfigError("missing; it is required", source=source, key=key)
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-            kind is int and not float(value).is_integer()):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value) or (kind is int and not float(value).is_integer()):
         raise ConfigError(f"must be {'an integer' if kind is int else 'a number'}, "
                           f"got {value!r}", source=source, key=key)
     value = kind(value)
     if minimum is not None and value < minimum:
         raise ConfigError(f"must be >= {minimum}, got {value}", source=source, key=key)
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"must be <= {maximum}, got {value}", source=source, key=key)
     return value
 
 
@@ -456,6 +460,12 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
         if not path.parent.is_dir():
             raise ConfigError(f"folder '{path.parent}' does not exist; create it or "
                               f"choose another path", source=source, key=key)
+        try:  # a real write: permission bits do not stop root, read-only mounts do
+            tempfile.TemporaryFile(dir=path.parent).close()
+        except OSError as e:
+            raise ConfigError(f"cannot write in folder '{path.parent}' "
+                              f"({e.strerror or e}); choose another path",
+                              source=source, key=key) from None
     aux = _aux(data.get("aux"), ctx, workdir)
     get_pc = _mapping(data, "get_pcoord", source)
     _check_keys(get_pc, GET_PCOORD_KEYS, source, "get_pcoord.")
@@ -484,7 +494,8 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
         stream_timeout=_number(stream.get("timeout"), "stream.timeout", source,
                                kind=float, minimum=1, default=600.0),
         buffer_bytes=int(_number(stream.get("buffer_mb"), "stream.buffer_mb", source,
-                                 kind=float, minimum=0.01, default=10.0) * 2**20),
+                                 kind=float, minimum=0.01, maximum=65536,
+                                 default=10.0) * 2**20),
         base_dir=base_dir,
         files=() if mode == "pcoord" else _files(data.get("files"), ctx,
                                                  westpa.initpoint(environ)),

@@ -48,14 +48,19 @@ class SegmentResult:
     port: int
     launches: int
     column_names: list = field(default_factory=list)
+    paused_seconds: float | None = None
+    pauses: int = 0
 
     def summary(self) -> str:
         rate = self.frames / self.stream_seconds if self.stream_seconds > 0 else 0.0
+        paused = ("" if self.paused_seconds is None else
+                  f", engine paused by back-pressure {self.paused_seconds:.2f} s "
+                  f"({self.pauses}x)")
         return (f"{self.frames} frames + start row -> {self.rows.shape[0]} rows x "
                 f"{self.rows.shape[1]} ({', '.join(self.column_names)}; Å) in "
                 f"{self.output}; wall {self.wall_seconds:.2f} s, stream "
                 f"{self.stream_seconds:.2f} s ({rate:.1f} frames/s), pcoord compute "
-                f"{self.compute_seconds:.2f} s")
+                f"{self.compute_seconds:.2f} s{paused}")
 
 
 @contextlib.contextmanager
@@ -88,7 +93,9 @@ def _launch(config, adapter, executable, log):
             engine = EngineProcess(adapter.command(config.engine, executable,
                                                    reservation.port),
                                    config.engine.workdir, config.log, adapter.ready_line,
-                                   adapter.bind_failed_line, env=env_for_engine())
+                                   adapter.bind_failed_line, env=env_for_engine(),
+                                   pause_line=adapter.pause_line,
+                                   resume_line=adapter.resume_line)
             state = engine.wait_ready(config.engine.ready_timeout)
             if state.bind_failed and not state.ready:
                 log(f"port {reservation.port} was taken before the engine bound it; "
@@ -208,7 +215,9 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
                                  stream_seconds=stream_seconds,
                                  compute_seconds=reader.compute_seconds, port=port,
                                  launches=launches,
-                                 column_names=calculator.column_names())
+                                 column_names=calculator.column_names(),
+                                 paused_seconds=engine.paused_seconds,
+                                 pauses=engine.pauses)
         finally:
             if sink is not None:
                 sink.close(keep=done)

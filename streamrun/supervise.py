@@ -51,8 +51,12 @@ class EngineProcess:
     """
 
     def __init__(self, command, cwd, log_path, ready_line, bind_failed_line=None,
-                 env=None):
+                 env=None, pause_line=None, resume_line=None):
         self.command = list(command)
+        self._pause_line, self._resume_line = pause_line, resume_line
+        self.pauses = 0
+        self._paused_total = 0.0
+        self._paused_since = None
         self.log_path = Path(log_path)
         self._ready_line, self._bind_failed_line = ready_line, bind_failed_line
         self._ready = threading.Event()
@@ -106,7 +110,24 @@ class EngineProcess:
                     self._ready.set()
             if self._bind_failed_line is not None and self._bind_failed_line.search(line):
                 self._bind_failed.set()
+            if self._pause_line is not None and self._paused_since is None and \
+                    self._pause_line.search(line):
+                self.pauses += 1
+                self._paused_since = time.monotonic()
+            elif self._resume_line is not None and self._paused_since is not None and \
+                    self._resume_line.search(line):
+                self._paused_total += time.monotonic() - self._paused_since
+                self._paused_since = None
         self.proc.stdout.close()
+
+    @property
+    def paused_seconds(self) -> float | None:
+        """Time the engine spent paused by IMD back-pressure, as seen in its output
+        (None if the adapter cannot tell)."""
+        if self._pause_line is None:
+            return None
+        extra = time.monotonic() - self._paused_since if self._paused_since else 0.0
+        return self._paused_total + extra
 
     def wait_ready(self, timeout: float) -> Readiness:
         """Wait for the readiness line, a bind failure, engine exit or ``timeout``."""

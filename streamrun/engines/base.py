@@ -37,6 +37,10 @@ class EngineAdapter:
     install_hint = ""
     ready_line: re.Pattern = re.compile(r"(?!)")
     bind_failed_line: re.Pattern | None = None
+    #: Engine output lines logged when IMD back-pressure pauses / resumes it
+    #: (None if the engine logs nothing); used to report the time paused.
+    pause_line: re.Pattern | None = None
+    resume_line: re.Pattern | None = None
     #: True when the engine chooses its own port (e.g. ``mdrun -imdport 0``) and
     #: reports it in ``ready_line``; streamrun then reserves none.
     engine_picks_port = False
