@@ -94,6 +94,7 @@ def _launch(config, adapter, executable, log):
                                                    reservation.port),
                                    config.engine.workdir, config.log, adapter.ready_line,
                                    adapter.bind_failed_line, env=env_for_engine(),
+                                   handshake_dropped_line=adapter.handshake_dropped_line,
                                    pause_line=adapter.pause_line,
                                    resume_line=adapter.resume_line)
             state = engine.wait_ready(config.engine.ready_timeout)
@@ -175,7 +176,7 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
     t_start = time.monotonic()
     adapter = ADAPTERS[config.engine.name]
     executable = resolve_executable(adapter, config.engine, config.source)
-    engine = reservation = client = reader = sink = None
+    attempt = sink = None
     done = False
     with _signals_raise():
         try:
@@ -185,16 +186,30 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
                                                config.engine.frame_interval)
             if config.trajectory is not None:
                 sink = TrajectorySink(config.trajectory, calculator.universe)
-            engine, reservation, port, launches = _launch(config, adapter, executable, log)
-            client = connect(port, calculator.n_atoms, config.buffer_bytes,
-                             config.stream_timeout)
-            t_stream = time.monotonic()
-            reader = FrameReader(client, calculator, expected,
-                                 config.engine.frame_interval,
-                                 on_frame=sink.frame if sink else None,
-                                 skip=adapter.leading_frames)
-            reader.start()
-            _watch(config, engine, reader, expected, progress)
+            launches = 0
+            while True:
+                attempt = _Attempt()
+                engine, attempt.reservation, port, n = _launch(config, adapter,
+                                                              executable, log)
+                attempt.engine = engine
+                launches += n
+                attempt.client = connect(port, calculator.n_atoms,
+                                         _buffer_bytes(config, calculator.n_atoms,
+                                                       expected),
+                                         config.stream_timeout)
+                t_stream = time.monotonic()
+                reader = attempt.reader = FrameReader(
+                    attempt.client, calculator, expected, config.engine.frame_interval,
+                    on_frame=sink.frame if sink else None, skip=adapter.leading_frames)
+                reader.start()
+                try:
+                    _watch(config, engine, reader, expected, progress)
+                    break
+                except _HandshakeDropped as e:
+                    if launches >= MAX_LAUNCHES:
+                        raise StreamError(str(e)) from None
+                    log(f"{e}; relaunching ({launches}/{MAX_LAUNCHES})")
+                    attempt.release()
             stream_seconds = time.monotonic() - t_stream
             rc = engine.wait(max(config.engine.ready_timeout, 30.0))
             if rc is None:
@@ -221,17 +236,42 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
         finally:
             if sink is not None:
                 sink.close(keep=done)
-            if reader is not None and reader.is_alive():
-                reader.stop()
-                reader.join(5.0)
-            elif client is not None:
-                with contextlib.suppress(Exception):
-                    client.stop()
-            if engine is not None:
-                engine.stop()
-            if reservation is not None:
-                reservation.release()
+            if attempt is not None:
+                attempt.release()
             copy_log(config.log, config.log_return)
+
+
+def _buffer_bytes(config, n_atoms, expected):
+    """imdclient's buffer: stream.buffer_mb, but never more frames than the segment
+    has (up to 512). imdclient allocates every frame before answering the engine's
+    handshake, and the engine waits only about a second for that answer."""
+    frame = 36 * n_atoms + 256  # positions, velocities and forces: the most sent
+    return max(frame, min(config.buffer_bytes, frame * min(expected + 1, 512)))
+
+
+class _HandshakeDropped(StreamError):
+    """The engine dropped the IMD connection during the handshake (a client slower
+    than the engine's handshake deadline, e.g. on an overloaded node): the engine
+    is started again."""
+
+
+class _Attempt:
+    """The resources of one engine launch, released together."""
+
+    engine = reservation = client = reader = None
+
+    def release(self):
+        if self.reader is not None and self.reader.is_alive():
+            self.reader.stop()
+            self.reader.join(5.0)
+        elif self.client is not None:
+            with contextlib.suppress(Exception):
+                self.client.stop()
+        if self.engine is not None:
+            self.engine.stop()
+        if self.reservation is not None:
+            self.reservation.release()
+        self.engine = self.reservation = self.client = self.reader = None
 
 
 def _restart_return():
@@ -336,5 +376,8 @@ def _watch(config, engine, reader, expected, progress):
         raise reader.error
     if reader.count < expected:
         engine.wait(5.0)  # let the exit code and last lines arrive for the message
+        if reader.count == 0 and engine.handshake_dropped:
+            raise _HandshakeDropped("the engine dropped the IMD connection during the "
+                                    "handshake (node overloaded?)")
         raise StreamError(f"the IMD stream ended after {reader.count} of {expected} "
                           f"frames ({reader.ended}); " + engine.describe_exit())

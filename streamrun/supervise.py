@@ -51,9 +51,12 @@ class EngineProcess:
     """
 
     def __init__(self, command, cwd, log_path, ready_line, bind_failed_line=None,
-                 env=None, pause_line=None, resume_line=None):
+                 env=None, pause_line=None, resume_line=None,
+                 handshake_dropped_line=None):
         self.command = list(command)
         self._pause_line, self._resume_line = pause_line, resume_line
+        self._handshake_dropped_line = handshake_dropped_line
+        self.handshake_dropped = False
         self.pauses = 0
         self._paused_total = 0.0
         self._paused_since = None
@@ -110,6 +113,9 @@ class EngineProcess:
                     self._ready.set()
             if self._bind_failed_line is not None and self._bind_failed_line.search(line):
                 self._bind_failed.set()
+            if self._handshake_dropped_line is not None and \
+                    self._handshake_dropped_line.search(line):
+                self.handshake_dropped = True
             if self._pause_line is not None and self._paused_since is None and \
                     self._pause_line.search(line):
                 self.pauses += 1

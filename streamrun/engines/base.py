@@ -37,6 +37,9 @@ class EngineAdapter:
     install_hint = ""
     ready_line: re.Pattern = re.compile(r"(?!)")
     bind_failed_line: re.Pattern | None = None
+    #: Engine output line meaning it gave up on the client during the handshake
+    #: (too slow to answer); streamrun starts the engine again.
+    handshake_dropped_line: re.Pattern | None = None
     #: Engine output lines logged when IMD back-pressure pauses / resumes it
     #: (None if the engine logs nothing); used to report the time paused.
     pause_line: re.Pattern | None = None

@@ -27,6 +27,8 @@ class LammpsAdapter(EngineAdapter):
                    "engine.executable to your lmp"
     ready_line = re.compile(r"Waiting for IMD connection on port (?P<port>\d+)")
     bind_failed_line = re.compile(r"bind to socket failed|Address already in use")
+    # fix imd waits about a second for the client's GO after its handshake
+    handshake_dropped_line = re.compile(r"Incompatible IMD client version\? Dropping")
     pause_line = re.compile(r"^Pausing run on IMD client request")
     resume_line = re.compile(r"^Continuing run on IMD client request")
 
