@@ -176,7 +176,7 @@ def load_yaml(path: Path) -> dict:
     except OSError as e:
         raise ConfigError(f"cannot read it ({e.strerror})", source=path) from None
     try:
-        data = yaml.safe_load(text)
+        data = westpa.read_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -39,6 +39,30 @@ PLACEHOLDER = re.compile(r"(?<!\$)\{(" + "|".join(
 CONTINUES, NEWTRAJ = "continues", "newtraj"
 
 
+class WestCfgLoader(yaml.SafeLoader):
+    """A safe YAML loader that also reads west.cfg files: WESTPA configs carry
+    Python tags such as ``!!python/name:numpy.float32``; they are read as the plain
+    name (``numpy.float32``), nothing is imported or executed."""
+
+
+def _python_tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        return f"{suffix.split(':', 1)[-1]}{value}" if suffix.startswith("name:") \
+            else value
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node)
+    return loader.construct_mapping(node)
+
+
+WestCfgLoader.add_multi_constructor("tag:yaml.org,2002:python/", _python_tag)
+
+
+def read_yaml(text: str):
+    """Parse a streamrun config or a west.cfg (see :class:`WestCfgLoader`)."""
+    return yaml.load(text, Loader=WestCfgLoader)
+
+
 def in_segment(environ) -> bool:
     """True when WESTPA started us for a segment."""
     return bool(environ.get("WEST_CURRENT_SEG_ID"))
@@ -99,7 +123,7 @@ class SystemOptions:
 def system_options(west_cfg: Path) -> SystemOptions | None:
     """Read pcoord_len/pcoord_ndim/pcoord_dtype from a west.cfg, if it has them."""
     try:
-        data = yaml.safe_load(Path(west_cfg).read_text())
+        data = read_yaml(Path(west_cfg).read_text())
         options = data["west"]["system"]["system_options"]
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return None

@@ -182,3 +182,20 @@ def test_pcoord_output_defaults_to_westpas_return_path(sim, tmp_path):
     target = tmp_path / "ret" / "pcoord.txt"
     target.parent.mkdir()
     assert load(path, environ={"WEST_PCOORD_RETURN": str(target)}).output == target
+
+
+def test_a_real_west_cfg_with_python_tags_is_read_and_pcoord_len_checked(sim, tmp_path):
+    standalone = yaml.safe_load(sim().read_text())
+    path = tmp_path / "west.cfg"
+    path.write_text(
+        "west:\n  system:\n    driver: westpa.core.systems.WESTSystem\n"
+        "    system_options:\n      pcoord_ndim: 1\n      pcoord_len: 21\n"
+        "      pcoord_dtype: !!python/name:numpy.float32\n"
+        "      bins:\n        type: RectilinearBinMapper\n"
+        "        boundaries: [[0.0, 5.0, 'inf']]\n"
+        + yaml.safe_dump({"streamrun": standalone}))
+    assert load(path, environ={}).rows == 11  # outside WESTPA: no pcoord_len check
+    with pytest.raises(ConfigError, match="pcoord_len is 21"):
+        load(path, environ={"WEST_SIM_ROOT": str(tmp_path)})
+    assert load(path, ["engine.nsteps=200"], environ={"WEST_SIM_ROOT": str(tmp_path)}
+                ).rows == 21
