@@ -115,8 +115,8 @@ def _launch(config, adapter, executable, log):
                     + engine.describe_exit())
             port = state.port or reservation.port
             if not port:
-                raise EngineError(f"the engine's readiness line did not give its IMD "
-                                  f"port; " + engine.describe_exit())
+                raise EngineError("the engine's readiness line did not give its IMD "
+                                  "port; " + engine.describe_exit())
             _confirm_listener(engine, port)
             return engine, reservation, port, attempt
         except BaseException:

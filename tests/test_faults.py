@@ -5,7 +5,6 @@ import errno
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -17,9 +16,9 @@ from streamrun.config import load
 from streamrun.errors import StreamrunError
 from streamrun.segment import run_segment
 
+from streaming import STREAMRUN, start_streaming
 from tiny_lj import make_tiny_sim
 
-STREAMRUN = [sys.executable, "-m", "streamrun"]
 
 
 def run_cli(config, workdir, *args, timeout=120):
@@ -96,14 +95,7 @@ def test_a_signal_stops_the_engine_tree_with_128_plus_signal(lmp, tmp_path, sig,
                                                             no_engine_left):
     config = make_tiny_sim(tmp_path / "sim", lmp, nsteps=200000, every=10)
     workdir = tmp_path / "seg"
-    proc = subprocess.Popen([*STREAMRUN, "run", "-c", str(config), "-w", str(workdir)],
-                            stderr=subprocess.PIPE, text=True)
-    log = workdir / "streamrun-engine.log"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (
-            log.exists() and "Waiting for IMD" in log.read_text()):
-        time.sleep(0.05)
-    time.sleep(0.5)
+    proc = start_streaming(config, workdir)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 128 + sig, err
@@ -115,15 +107,7 @@ def test_streamrun_killed_outright_leaves_no_engine(lmp, tmp_path, no_engine_lef
     """SIGKILL gives streamrun no chance to clean up. The engine still goes: its IMD
     client is gone and its output pipe has no reader, so LAMMPS dies of SIGPIPE."""
     config = make_tiny_sim(tmp_path / "sim", lmp, nsteps=200000, every=10)
-    workdir = tmp_path / "seg"
-    proc = subprocess.Popen([*STREAMRUN, "run", "-c", str(config), "-w", str(workdir)],
-                            stderr=subprocess.DEVNULL)
-    log = workdir / "streamrun-engine.log"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (
-            log.exists() and "Waiting for IMD" in log.read_text()):
-        time.sleep(0.05)
-    time.sleep(0.5)
+    proc = start_streaming(config, tmp_path / "seg", stderr=subprocess.DEVNULL)
     tree = psutil.Process(proc.pid).children(recursive=True)
     assert tree
     proc.kill()

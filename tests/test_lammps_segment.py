@@ -3,13 +3,10 @@ are the ones MDAnalysis computes from a trajectory the same engine run dumped at
 same steps, and no engine process outlives streamrun."""
 
 import os
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from pathlib import Path
 
 import MDAnalysis as mda
 import numpy as np
@@ -19,7 +16,9 @@ from MDAnalysis.lib.distances import calc_bonds, distance_array
 
 from streamrun import ports, segment
 from streamrun.config import load
-from streamrun.errors import EngineError, StreamrunError
+from streamrun.errors import StreamrunError
+
+from streaming import start_streaming
 
 ATOM_STYLE = {"atom_style": "id resid type charge x y z"}
 STREAMRUN = [sys.executable, "-m", "streamrun"]
@@ -128,15 +127,8 @@ def test_an_engine_that_fails_at_start_fails_the_segment_and_keeps_its_log(
 def test_an_engine_killed_mid_segment_fails_fast_with_no_pcoord_file(
         lmp, nacl_lammps, tmp_path, no_engine_left):
     workdir = tmp_path / "seg"
-    proc = subprocess.Popen([*STREAMRUN, "run", "-c", str(nacl_lammps / "streamrun.yaml"),
-                             "-w", str(workdir), "--set", "engine.nsteps=20000"],
-                            stderr=subprocess.PIPE, text=True)
-    log = workdir / "streamrun-engine.log"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (
-            log.exists() and "Waiting for IMD" in log.read_text()):
-        time.sleep(0.1)
-    time.sleep(1.0)  # let it stream a little
+    proc = start_streaming(nacl_lammps / "streamrun.yaml", workdir,
+                           "--set", "engine.nsteps=20000", settle=1.0)
     engines = [p for p in psutil.Process(proc.pid).children(recursive=True)
                if p.name() == "lmp"]
     assert engines, "no lmp process found under streamrun"
@@ -146,25 +138,6 @@ def test_an_engine_killed_mid_segment_fails_fast_with_no_pcoord_file(
     assert proc.returncode == 1
     assert time.monotonic() - t0 < 20
     assert "stream ended after" in err and "of 2000 frames" in err
-    assert not (workdir / "pcoord.dat").exists()
-
-
-def test_sigterm_stops_the_engine_tree_and_fails(lmp, nacl_lammps, tmp_path,
-                                                 no_engine_left):
-    workdir = tmp_path / "seg"
-    proc = subprocess.Popen([*STREAMRUN, "run", "-c", str(nacl_lammps / "streamrun.yaml"),
-                             "-w", str(workdir), "--set", "engine.nsteps=20000"],
-                            stderr=subprocess.PIPE, text=True)
-    log = workdir / "streamrun-engine.log"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (
-            log.exists() and "Waiting for IMD" in log.read_text()):
-        time.sleep(0.1)
-    assert psutil.Process(proc.pid).children(recursive=True)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 128 + signal.SIGTERM, err
-    assert "received SIGTERM" in err
     assert not (workdir / "pcoord.dat").exists()
 
 
