@@ -174,6 +174,11 @@ def main(ctx):
         _guarded(_run, _find_config(os.environ), [])
     elif westpa.in_get_pcoord(os.environ):
         _guarded(_point, _find_config(os.environ), [])
+    elif os.environ.get("WEST_ISTATE_DATA_REF") or os.environ.get("WEST_BSTATE_DATA_REF"):
+        _say("error: started as WESTPA's gen_istate, which streamrun does not do; set "
+             "'gen_istates: false' in west.cfg (west.propagation) or use your own "
+             "gen_istate script")
+        sys.exit(2)
     else:
         click.echo(ctx.get_help())
         ctx.exit(2)

@@ -343,6 +343,7 @@ class _Context:
         def missing(name, variable):
             if self.lenient:
                 return "{" + name + "}"
+            variable = variable or "WEST_RAND32 (or WEST_RAND16)"
             raise ConfigError(
                 f"uses {{{name}}}, but {variable} is not set (it is set by WESTPA for "
                 f"a segment); set it, or give the value with --set {key}=...",

@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,12 @@ class TrajectorySink:
 
         self.spec, self.universe = spec, universe
         Path(spec.path).parent.mkdir(parents=True, exist_ok=True)
+        # WESTPA's trajectory loader pairs a topology with the trajectory file in
+        # WEST_TRAJECTORY_RETURN; the start structure as PDB serves (written now,
+        # before streamed frames overwrite the Universe's positions).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PDB writer fills missing attributes
+            universe.atoms.write(str(Path(spec.path).with_suffix(".pdb")))
         self._tmp = Path(spec.path).with_name(f".{Path(spec.path).name}.part")
         fmt = Path(spec.path).suffix.lstrip(".").upper()
         self._writer = mda.Writer(str(self._tmp), n_atoms=len(universe.atoms),

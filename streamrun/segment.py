@@ -81,7 +81,7 @@ def _signals_raise():
             signal.signal(s, h)
 
 
-def _launch(config, adapter, executable, log):
+def _launch(config, adapter, executable, log, check_parent=None):
     """Start the engine until it listens on a port we reserved; return
     (engine, reservation, port, launches)."""
     failed = []
@@ -97,7 +97,7 @@ def _launch(config, adapter, executable, log):
                                    handshake_dropped_line=adapter.handshake_dropped_line,
                                    pause_line=adapter.pause_line,
                                    resume_line=adapter.resume_line)
-            state = engine.wait_ready(config.engine.ready_timeout)
+            state = engine.wait_ready(config.engine.ready_timeout, check=check_parent)
             if state.bind_failed and not state.ready:
                 log(f"port {reservation.port} was taken before the engine bound it; "
                     f"relaunching on another port ({attempt}/{MAX_LAUNCHES})")
@@ -176,6 +176,7 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
     t_start = time.monotonic()
     adapter = ADAPTERS[config.engine.name]
     executable = resolve_executable(adapter, config.engine, config.source)
+    check_parent = _parent_watch()
     attempt = sink = None
     done = False
     with _signals_raise():
@@ -189,8 +190,8 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
             launches = 0
             while True:
                 attempt = _Attempt()
-                engine, attempt.reservation, port, n = _launch(config, adapter,
-                                                              executable, log)
+                engine, attempt.reservation, port, n = _launch(
+                    config, adapter, executable, log, check_parent)
                 attempt.engine = engine
                 launches += n
                 attempt.client = connect(port, calculator.n_atoms,
@@ -203,7 +204,7 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
                     on_frame=sink.frame if sink else None, skip=adapter.leading_frames)
                 reader.start()
                 try:
-                    _watch(config, engine, reader, expected, progress)
+                    _watch(config, engine, reader, expected, progress, check_parent)
                     break
                 except _HandshakeDropped as e:
                     if launches >= MAX_LAUNCHES:
@@ -247,6 +248,21 @@ def _buffer_bytes(config, n_atoms, expected):
     handshake, and the engine waits only about a second for that answer."""
     frame = 36 * n_atoms + 256  # positions, velocities and forces: the most sent
     return max(frame, min(config.buffer_bytes, frame * min(expected + 1, 512)))
+
+
+def _parent_watch():
+    """A check that raises :class:`Interrupted` once our parent process is gone.
+
+    When a WESTPA worker dies without signalling its children (the w_run master
+    was killed, not its process group), nothing else would stop the segment.
+    """
+    parent = os.getppid()
+
+    def check():
+        if parent != 1 and os.getppid() != parent:
+            raise Interrupted(f"the parent process (pid {parent}, e.g. a WESTPA "
+                              f"worker) exited; stopped the engine")
+    return check
 
 
 class _HandshakeDropped(StreamError):
@@ -352,11 +368,14 @@ def describe(config) -> str:
     return "\n".join(lines)
 
 
-def _watch(config, engine, reader, expected, progress):
-    """Wait for the reader to finish while watching the engine and the clock."""
+def _watch(config, engine, reader, expected, progress, check_parent=None):
+    """Wait for the reader to finish while watching the engine, the clock and our
+    parent process."""
     exited_at = None
     while reader.is_alive():
         reader.join(0.1)
+        if check_parent is not None:
+            check_parent()
         if progress is not None:
             progress(reader.count, expected)
         if exited_at is None and engine.poll() is not None:

@@ -135,10 +135,15 @@ class EngineProcess:
         extra = time.monotonic() - self._paused_since if self._paused_since else 0.0
         return self._paused_total + extra
 
-    def wait_ready(self, timeout: float) -> Readiness:
-        """Wait for the readiness line, a bind failure, engine exit or ``timeout``."""
+    def wait_ready(self, timeout: float, check=None) -> Readiness:
+        """Wait for the readiness line, a bind failure, engine exit or ``timeout``.
+
+        ``check()``, if given, is called while waiting and may raise to abort.
+        """
         deadline = time.monotonic() + timeout
         while True:
+            if check is not None:
+                check()
             self._remember_tree()
             if self._ready.is_set():
                 return Readiness(ready=True, port=self._port)

@@ -34,7 +34,9 @@ PLACEHOLDER_VARS = {
     "istate": "WEST_ISTATE_DATA_REF",
 }
 PLACEHOLDER = re.compile(r"(?<!\$)\{(" + "|".join(
-    [*PLACEHOLDER_VARS, "config_dir", "workdir"]) + r")\}")
+    [*PLACEHOLDER_VARS, "seed", "config_dir", "workdir"]) + r")\}")
+#: Largest seed LAMMPS' velocity command accepts (2^31 - 2; 2^31 - 1 hangs it).
+MAX_SEED = 2**31 - 2
 
 CONTINUES, NEWTRAJ = "continues", "newtraj"
 
@@ -86,8 +88,25 @@ def initpoint(environ) -> str | None:
 def placeholders(environ, config_dir, workdir) -> dict[str, str | None]:
     """Values of every placeholder; None for those whose variable is unset."""
     values = {name: environ.get(var) or None for name, var in PLACEHOLDER_VARS.items()}
-    values.update(config_dir=str(config_dir), workdir=str(workdir))
+    values.update(config_dir=str(config_dir), workdir=str(workdir), seed=seed(environ))
     return values
+
+
+def seed(environ) -> str | None:
+    """``{seed}``: a velocity seed in 1 .. 2^31-2 from WEST_RAND32 (else WEST_RAND16).
+
+    WESTPA's raw values include 0 and numbers >= 2^31, which engines reject
+    (LAMMPS' ``velocity create`` needs 1 .. 2^31-2): with ``{rand32}`` about half of
+    all segments would fail.
+    """
+    for var in ("WEST_RAND32", "WEST_RAND16"):
+        raw = environ.get(var)
+        if raw:
+            try:
+                return str(int(raw) % MAX_SEED + 1)
+            except ValueError:
+                return None
+    return None
 
 
 def fill(text: str, values: dict, on_missing) -> str:

@@ -5,9 +5,11 @@ agreeing with row 0. Real LAMMPS; WESTPA itself runs in test_westpa.py."""
 import os
 import subprocess
 import sys
+import time
 
 import MDAnalysis as mda
 import numpy as np
+import psutil
 import pytest
 import yaml
 from MDAnalysis.lib.distances import calc_bonds
@@ -97,6 +99,7 @@ def test_a_newtraj_then_a_continuing_segment_chain_through_westpas_files(
     traj = mda.Universe(str(bstate), str(seg1 / "returns" / "traj" / "seg.dcd"))
     ref = mda.Universe(str(bstate), str(seg1 / "check.lammpstrj"), format="LAMMPSDUMP")
     assert traj.trajectory.n_frames == 5  # frames 2, 4, ..., 10 of 10
+    assert (seg1 / "returns" / "traj" / "seg.pdb").is_file()  # for WESTPA's loader
     for ts in traj.trajectory:  # frame k of the dcd is streamed frame 2(k+1): step 20(k+1)
         ref.trajectory[2 * (ts.frame + 1)]
         moved = traj.atoms.positions - ref.atoms.positions
@@ -149,3 +152,45 @@ def test_dry_run_shows_the_resolved_segment_without_running_it(lmp, nacl_lammps,
     assert f"parent.data <- {nacl_lammps / 'start.data'} (link)" in proc.stdout
     assert "rows:        11" in proc.stdout
     assert [p.name for p in seg.iterdir()] == ["returns"]  # nothing set up or run
+
+
+def test_the_seed_placeholder_is_always_a_valid_engine_seed():
+    from streamrun.westpa import MAX_SEED, seed
+
+    for raw in (0, 1, 2**31 - 2, 2**31 - 1, 2**31, 2**32 - 1):
+        value = int(seed({"WEST_RAND32": str(raw)}))
+        assert 1 <= value <= MAX_SEED
+    assert seed({"WEST_RAND32": "7"}) != seed({"WEST_RAND32": "8"})
+    assert seed({"WEST_RAND16": "0"}) == "1"
+    assert seed({}) is None
+
+
+def test_started_as_gen_istate_streamrun_says_it_does_not_do_that(tmp_path):
+    env = dict(os.environ, WEST_BSTATE_DATA_REF=str(tmp_path / "b"),
+               WEST_ISTATE_DATA_REF=str(tmp_path / "i"))
+    for var in ("WEST_CURRENT_SEG_ID", "WEST_STRUCT_DATA_REF"):
+        env.pop(var, None)
+    proc = streamrun(env, tmp_path)
+    assert proc.returncode == 2 and "gen_istates: false" in proc.stderr
+
+
+def test_when_its_parent_dies_streamrun_stops_the_engine(lmp, nacl_lammps, tmp_path,
+                                                        no_engine_left):
+    """A WESTPA worker killed without its process group leaves streamrun orphaned;
+    streamrun notices and stops the engine instead of running on."""
+    log = tmp_path / "seg" / "streamrun-engine.log"
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys, time; subprocess.Popen(sys.argv[1:]); time.sleep(600)",
+         *STREAMRUN, "run", "-q", "-c", str(nacl_lammps / "streamrun.yaml"),
+         "-w", str(tmp_path / "seg"), "--set", "engine.nsteps=50000"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (
+            log.exists() and "Waiting for IMD" in log.read_text()):
+        time.sleep(0.1)
+    child = psutil.Process(parent.pid).children()[0]
+    tree = [child, *child.children(recursive=True)]
+    parent.kill()
+    parent.wait()
+    gone, alive = psutil.wait_procs(tree, timeout=20)
+    assert not alive, f"still running after their parent died: {alive}"
