@@ -35,6 +35,9 @@ ENGINE_KEYS = {
     "frame_interval": "MD steps between streamed frames",
     "workdir": "folder the engine runs in (default: the current folder)",
     "ready_timeout": "seconds to wait for the engine to accept IMD (default 300)",
+    "accept_fixed_box": "accept minimum-image distances computed with the start "
+    "structure's box under pressure coupling, when the stream has no box "
+    "(GROMACS IMD v2); default false",
 }
 STREAM_KEYS = {
     "timeout": "seconds without a frame before the segment fails (default 600)",
@@ -104,6 +107,7 @@ class EngineConfig:
     frame_interval: int
     workdir: Path
     ready_timeout: float
+    accept_fixed_box: bool = False
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,13 @@ def _number(value, key, source, kind=int, minimum=None, default=None, maximum=No
     return value
 
 
+def _flag(value, key, source):
+    if not isinstance(value, bool):
+        raise ConfigError(f"must be true or false, got {value!r}", source=source,
+                          key=key)
+    return value
+
+
 def _string(value, key, source, required=False):
     if value is None:
         if required:
@@ -297,7 +308,7 @@ def _pcoords(value, source, prefix="pcoord"):
             raise ConfigError(f"must be a mapping with a 'type', got {item!r}",
                               source=source, key=key)
         kind = item.get("type")
-        if kind not in PCOORD_KEYS:
+        if not isinstance(kind, str) or kind not in PCOORD_KEYS:
             raise ConfigError(f"type must be one of {', '.join(PCOORD_KEYS)}; "
                               f"got {kind!r}", source=source, key=f"{key}.type")
         _check_keys(item, PCOORD_KEYS[kind], source, f"{key}.")
@@ -430,6 +441,8 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
         workdir=workdir,
         ready_timeout=_number(eng.get("ready_timeout"), "engine.ready_timeout", source,
                               kind=float, minimum=0.1, default=300.0),
+        accept_fixed_box=_flag(eng.get("accept_fixed_box", False),
+                               "engine.accept_fixed_box", source),
     )
     ADAPTERS[name].check_config(engine, source)
 
@@ -468,6 +481,9 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
                               f"({e.strerror or e}); choose another path",
                               source=source, key=key) from None
     aux = _aux(data.get("aux"), ctx, workdir)
+    pcoords = _pcoords(data.get("pcoord"), source)
+    ADAPTERS[name].check_pcoords(
+        engine, [*pcoords, *(s for specs, _ in aux.values() for s in specs)], source)
     get_pc = _mapping(data, "get_pcoord", source)
     _check_keys(get_pc, GET_PCOORD_KEYS, source, "get_pcoord.")
     start = ctx.path(data.get("start"), "start", must_exist=False)
@@ -488,7 +504,7 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
         topology_options=dict(topo_opts),
         start=start,
         start_format=_string(data.get("start_format"), "start_format", source),
-        pcoords=_pcoords(data.get("pcoord"), source),
+        pcoords=pcoords,
         rows=rows,
         output=output,
         log=log,

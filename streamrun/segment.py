@@ -56,7 +56,7 @@ class SegmentResult:
         paused = ("" if self.paused_seconds is None else
                   f", engine paused by back-pressure {self.paused_seconds:.2f} s "
                   f"({self.pauses}x)")
-        return (f"{self.frames} frames + start row -> {self.rows.shape[0]} rows x "
+        return (f"{self.frames} frames streamed -> {self.rows.shape[0]} rows x "
                 f"{self.rows.shape[1]} ({', '.join(self.column_names)}; Å) in "
                 f"{self.output}; wall {self.wall_seconds:.2f} s, stream "
                 f"{self.stream_seconds:.2f} s ({rate:.1f} frames/s), pcoord compute "
@@ -96,7 +96,9 @@ def _launch(config, adapter, executable, log, check_parent=None):
                                    adapter.bind_failed_line, env=env_for_engine(),
                                    handshake_dropped_line=adapter.handshake_dropped_line,
                                    pause_line=adapter.pause_line,
-                                   resume_line=adapter.resume_line)
+                                   resume_line=adapter.resume_line,
+                                   port_line=adapter.port_line,
+                                   summarize=adapter.error_summary)
             state = engine.wait_ready(config.engine.ready_timeout, check=check_parent)
             if state.bind_failed and not state.ready:
                 log(f"port {reservation.port} was taken before the engine bound it; "
@@ -197,7 +199,9 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
                 attempt.client = connect(port, calculator.n_atoms,
                                          _buffer_bytes(config, calculator.n_atoms,
                                                        expected),
-                                         config.stream_timeout)
+                                         config.stream_timeout,
+                                         rate=config.engine.frame_interval
+                                         if adapter.client_sets_rate else None)
                 t_stream = time.monotonic()
                 reader = attempt.reader = FrameReader(
                     attempt.client, calculator, expected, config.engine.frame_interval,
@@ -340,8 +344,9 @@ def describe(config) -> str:
             start = f.source
     calculator = PcoordCalculator(dataclasses.replace(config, start=start))
     lines = [f"config:      {config.source}",
-             f"engine:      {shlex.join(adapter.command(config.engine, executable, 0))}"
-             .replace(" streamrun_port 0 ", " streamrun_port <port> "),
+             "engine:      " + shlex.join(adapter.command(
+                 config.engine, executable, 0 if adapter.engine_picks_port else "<port>"))
+             .replace("'<port>'", "<port>"),
              f"workdir:     {config.engine.workdir}"]
     for f in config.files:
         lines.append(f"file:        {f.name} <- {f.source} ({f.mode})")

@@ -25,7 +25,7 @@ ATOM_COUNT = re.compile(r"Expected n_atoms value (?P<want>\d+), got (?P<got>\d+)
 
 
 def connect(port: int, n_atoms: int, buffer_bytes: int, timeout: float,
-            host: str = "127.0.0.1"):
+            host: str = "127.0.0.1", rate: int | None = None):
     """Open an IMD session with the engine listening on ``host:port``.
 
     Must run in the main thread: imdclient installs SIGINT/SIGTERM handlers when
@@ -52,7 +52,13 @@ def connect(port: int, n_atoms: int, buffer_bytes: int, timeout: float,
                 self.stop()
 
     try:
-        return Client(host, port, n_atoms, buffer_size=buffer_bytes, timeout=timeout)
+        client = Client(host, port, n_atoms, buffer_size=buffer_bytes, timeout=timeout)
+        if rate:
+            # imdclient has no call for IMD_TRATE; its socket is _conn
+            from imdclient.IMDProtocol import IMDHeaderType, create_header_bytes
+
+            client._conn.sendall(create_header_bytes(IMDHeaderType.IMD_TRATE, rate))
+        return client
     except (ConnectionError, OSError, ValueError) as e:
         raise StreamError(f"IMD connection to {host}:{port} failed: {e}") from None
     finally:

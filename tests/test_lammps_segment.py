@@ -92,7 +92,7 @@ def test_the_command_line_run_prints_a_summary_and_leaves_no_engine(
                            "-w", str(workdir), "--set", "engine.nsteps=200"],
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
-    assert "20 frames + start row -> 21 rows x 1 (na_cl; Å)" in proc.stderr
+    assert "20 frames streamed -> 21 rows x 1 (na_cl; Å)" in proc.stderr
     assert np.loadtxt(workdir / "pcoord.dat").shape == (21,)
     assert (workdir / "end.data").exists()  # the engine's restart for the next segment
     assert "Waiting for IMD connection" in (workdir / "streamrun-engine.log").read_text()

@@ -6,11 +6,15 @@ many frames a segment streams. The rest of streamrun never asks which engine it 
 """
 
 from .base import EngineAdapter, find_executable
+from .gromacs import GromacsAdapter
 from .lammps import LammpsAdapter
+from .namd import NamdAdapter
 
 #: Adapters by the name used in ``engine.name``.
 ADAPTERS: dict[str, EngineAdapter] = {
     "lammps": LammpsAdapter(),
+    "gromacs": GromacsAdapter(),
+    "namd": NamdAdapter(),
 }
 
 __all__ = ["ADAPTERS", "EngineAdapter", "find_executable"]

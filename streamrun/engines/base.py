@@ -37,6 +37,13 @@ class EngineAdapter:
     install_hint = ""
     ready_line: re.Pattern = re.compile(r"(?!)")
     bind_failed_line: re.Pattern | None = None
+    #: Engine output line giving the port the engine really listens on (group
+    #: ``port``), when it can differ from the one asked and is printed before
+    #: ``ready_line`` (NAMD). A ``port`` group in ``ready_line`` wins.
+    port_line: re.Pattern | None = None
+    #: True when the engine streams every step until the client sends IMD_TRATE
+    #: (upstream GROMACS); streamrun then sends engine.frame_interval at connect.
+    client_sets_rate = False
     #: Engine output line meaning it gave up on the client during the handshake
     #: (too slow to answer); streamrun starts the engine again.
     handshake_dropped_line: re.Pattern | None = None
@@ -53,6 +60,15 @@ class EngineAdapter:
 
     def check_config(self, engine, source) -> None:
         """Raise :class:`ConfigError` if the engine settings cannot work."""
+
+    def check_pcoords(self, engine, coordinates, source) -> None:
+        """Raise :class:`ConfigError` if a coordinate cannot be computed right from
+        this engine's stream (``coordinates``: every PcoordSpec, aux included)."""
+
+    def error_summary(self, lines) -> str | None:
+        """The engine's reason for a fatal error, from its last output lines, or
+        None to let streamrun pick the last line that mentions an error."""
+        return None
 
     def command(self, engine, executable: str, port: int) -> list[str]:
         """The engine's command line, streaming IMD on ``port``."""
