@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from . import westpa
+from .westpa import CONTINUES, NEWTRAJ
 from .errors import ConfigError
 
 #: Keys allowed at each level, with a one-line meaning (also used by ``--help``).
@@ -66,7 +67,8 @@ TOP_KEYS = {
     "off unless given",
     "get_pcoord": "WESTPA get_pcoord job: {structure: '{struct}'}",
 }
-FILES_KEYS = {"continues": "source for a continuing segment",
+FILES_KEYS = {"continues": "source for a continuing segment (no newtraj: -> only "
+                           "continuing segments get the file)",
               "newtraj": "source for a new trajectory (basis/initial state)",
               "source": "source in every case", "mode": "link (default) or copy"}
 TRAJECTORY_KEYS = {"every": "keep every N-th streamed frame (default 1)",
@@ -575,8 +577,10 @@ def _files(value, ctx, point):
                     key=key)
             which = "source" if "source" in spec else point
             if which not in spec:
-                raise ConfigError(f"no '{which}' source for a {which} segment",
-                                  source=ctx.source, key=f"{key}.{which}")
+                if CONTINUES in spec or NEWTRAJ in spec:
+                    continue  # e.g. a checkpoint that only continuing segments have
+                raise ConfigError("give a source: a path, or continues:/newtraj:",
+                                  source=ctx.source, key=key)
             source_value, source_key = spec[which], f"{key}.{which}"
         else:
             source_value, source_key = spec, key
