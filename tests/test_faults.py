@@ -173,3 +173,42 @@ def test_back_pressure_from_a_slow_pcoord_loses_no_frame(lmp, tmp_path,
     assert "Pausing run on IMD client request" in (
         tmp_path / "seg" / "streamrun-engine.log").read_text()
     assert "engine paused by back-pressure" in proc.stderr
+
+
+def _peak_rss_mb(config, workdir, *args):
+    """Run streamrun and poll its resident memory; return (peak MiB, process)."""
+    proc = subprocess.Popen([*STREAMRUN, "run", "-q", "-c", str(config), "-w",
+                             str(workdir), *args], stderr=subprocess.PIPE, text=True)
+    me, peak = psutil.Process(proc.pid), 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, me.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    proc.communicate(timeout=60)
+    return peak / 2**20, proc
+
+
+def test_memory_stays_bounded_on_long_segments(lmp, tmp_path, no_engine_left, capsys):
+    """Frames live in imdclient's bounded buffer, not in streamrun: five times the
+    frames costs no more than the rows themselves (8 bytes each)."""
+    sim = tmp_path / "sim"
+    sim.mkdir()
+    (sim / "slowish.py").write_text(
+        "import time\n"
+        "def d(u, a):\n"
+        "    time.sleep(0.002)\n"
+        "    return a.positions[0, 0]\n")
+    peaks = {}
+    for nsteps in (600, 3000):
+        config = make_tiny_sim(sim, lmp, nsteps=nsteps, every=1,
+                               pcoord=[{"type": "plugin", "function": "slowish.py:d",
+                                        "selections": ["index 0"]}])
+        peaks[nsteps], proc = _peak_rss_mb(config, tmp_path / f"seg{nsteps}")
+        assert proc.returncode == 0
+        assert np.loadtxt(tmp_path / f"seg{nsteps}" / "pcoord.dat").shape == (nsteps + 1,)
+    with capsys.disabled():
+        print(f"\n  peak RSS of streamrun: {peaks[600]:.0f} MiB for 600 frames, "
+              f"{peaks[3000]:.0f} MiB for 3000 frames")
+    assert peaks[3000] - peaks[600] < 20
