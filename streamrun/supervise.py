@@ -82,6 +82,7 @@ class EngineProcess:
             raise EngineError(f"could not start the engine '{self.command[0]}': "
                               f"{e.strerror}") from None
         self.started = time.monotonic()
+        self._watchdog = _start_watchdog(self.proc.pid)
         # Remember every process of the tree we ever saw, to stop them even if a
         # parent exits first and its children are re-parented.
         self._seen: dict[int, psutil.Process] = {}
@@ -208,7 +209,13 @@ class EngineProcess:
             self.proc.wait(grace)
         except subprocess.TimeoutExpired:
             pass
+        self._stop_watchdog()
         self.close()
+
+    def _stop_watchdog(self):
+        if self._watchdog is not None and self._watchdog.poll() is None:
+            self._watchdog.kill()  # streamrun is alive and has stopped the engine
+            self._watchdog.wait()
 
     def close(self) -> None:
         self._drain.join(2.0)
@@ -230,6 +237,26 @@ class EngineProcess:
             last = self._summarize(list(self.tail)) or last
         detail = f" (last engine line: {last.strip()!r})" if last else ""
         return f"the engine {what}{detail}; its output is in {self.log_path}"
+
+
+#: Kills the engine's process group once its stdin (a pipe from streamrun) closes,
+#: i.e. when streamrun dies without stopping the engine (SIGKILL, OOM killer). An
+#: engine blocked waiting for its IMD client writes nothing, so it would not die
+#: of SIGPIPE, and PR_SET_PDEATHSIG cannot reach the real engine behind a
+#: launcher such as PyPI's lmp.
+WATCHDOG = ('read _; kill -TERM "-$1" 2>/dev/null || exit 0; sleep 3; '
+            'kill -KILL "-$1" 2>/dev/null; exit 0')
+
+
+def _start_watchdog(pgid: int):
+    try:
+        return subprocess.Popen(
+            ["sh", "-c", WATCHDOG, "streamrun-watchdog", str(pgid)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            # its own session: a signal to streamrun's process group spares it
+            start_new_session=True)
+    except OSError:
+        return None
 
 
 def env_for_engine() -> dict:

@@ -212,3 +212,26 @@ def test_memory_stays_bounded_on_long_segments(lmp, tmp_path, no_engine_left, ca
         print(f"\n  peak RSS of streamrun: {peaks[600]:.0f} MiB for 600 frames, "
               f"{peaks[3000]:.0f} MiB for 3000 frames")
     assert peaks[3000] - peaks[600] < 20
+
+
+def test_streamrun_killed_while_its_engine_waits_silently_leaves_no_engine(
+        lmp, tmp_path, no_engine_left):
+    """An engine that prints nothing (here `-screen none`) and waits for its IMD
+    client would never notice streamrun's death through its output pipe; the
+    watchdog streamrun starts next to it stops it."""
+    config = make_tiny_sim(tmp_path / "sim", lmp)
+    proc = subprocess.Popen([*STREAMRUN, "run", "-c", str(config), "-w",
+                             str(tmp_path / "seg"), "--set", "engine.args=[-screen, none]"],
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    engine = []
+    while time.monotonic() < deadline and not engine:
+        engine = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                  if p.name() == "lmp"]
+        time.sleep(0.1)
+    time.sleep(2.0)  # the engine is now blocked in accept(), silent
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    proc.kill()
+    proc.wait()
+    _, alive = psutil.wait_procs(tree, timeout=20)
+    assert not alive, f"engine processes outlived streamrun: {alive}"
