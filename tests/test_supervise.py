@@ -31,7 +31,8 @@ def test_stop_kills_the_launcher_and_the_engine_it_started(tmp_path, no_engine_l
         assert state.ready and state.port == reservation.port
         listener = listener_in_tree(engine.pid, reservation.port)
         assert listener is not None and listener != engine.pid  # the child listens
-        assert len(processes_with_token(no_engine_left)) == 2
+        # the launcher, the engine behind it, and streamrun's watchdog
+        assert len(processes_with_token(no_engine_left)) == 3
         engine.stop(grace=2)
         assert processes_with_token(no_engine_left) == []
         assert "listening on" in (tmp_path / "engine.log").read_text()
