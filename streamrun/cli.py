@@ -118,7 +118,7 @@ def _point(config_path, overrides, output=None, quiet=False):
 def _guarded(func, *args):
     """Run ``func``; turn streamrun errors into one stderr line and an exit code."""
     try:
-        func(*args)
+        result = func(*args)
     except StreamrunError as e:
         _say(f"error: {e}")
         sys.exit(e.exit_code)
@@ -129,6 +129,13 @@ def _guarded(func, *args):
         _say("internal error (please report it with the lines below):")
         traceback.print_exc()
         sys.exit(1)
+    if result is not None:
+        # A finished segment: every file is written and the engine tree stopped.
+        # Skip the interpreter's teardown of MDAnalysis/scipy (~0.1 s per segment);
+        # note that plugins' atexit handlers do not run.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 CONFIG_OPTION = click.option(

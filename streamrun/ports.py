@@ -45,6 +45,11 @@ class PortReservation:
 
     def release(self) -> None:
         if self._fd is not None:
+            if self._path is not None:  # remove it while still holding the lock
+                try:
+                    os.unlink(self._path)
+                except OSError:
+                    pass
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
 
@@ -105,8 +110,14 @@ def reserve_port(attempts: int = 100, avoid=()) -> PortReservation:
             if e.errno in (errno.EWOULDBLOCK, errno.EACCES):
                 continue  # another streamrun on this node holds it
             raise
+        # The file may have been removed (released) between open and flock: then
+        # the lock is on a dead inode, and another streamrun may hold a new file.
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
         # Re-check under the lock: the port may have been taken in between.
-        if _bindable(port):
+        if same and _bindable(port):
             return PortReservation(port, fd, path)
         os.close(fd)
     raise PortError(f"could not reserve a free TCP port after {attempts} tries "

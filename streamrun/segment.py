@@ -251,7 +251,10 @@ def _buffer_bytes(config, n_atoms, expected):
     has (up to 512). imdclient allocates every frame before answering the engine's
     handshake, and the engine waits only about a second for that answer."""
     frame = 36 * n_atoms + 256  # positions, velocities and forces: the most sent
-    return max(frame, min(config.buffer_bytes, frame * min(expected + 1, 512)))
+    capped = min(config.buffer_bytes, frame * min(expected + 1, 512))
+    # at least 8 frames (if the segment has them): with 2, a large system whose
+    # pcoord is the slower side is paused and resumed every other frame
+    return max(frame, capped, frame * min(8, expected + 1))
 
 
 def _parent_watch():

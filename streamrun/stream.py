@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import signal
+import sys
 import threading
 import time
 
@@ -51,6 +52,11 @@ def connect(port: int, n_atoms: int, buffer_bytes: int, timeout: float,
             else:
                 self.stop()
 
+    # imdclient imports IPython on every connection only to detect Jupyter (0.04 to
+    # 0.1 s, after the engine was told to go); streamrun is never a Jupyter kernel.
+    hide_ipython = "IPython" not in sys.modules
+    if hide_ipython:
+        sys.modules["IPython"] = None  # "import IPython" fails at once
     try:
         client = Client(host, port, n_atoms, buffer_size=buffer_bytes, timeout=timeout)
         if rate:
@@ -62,6 +68,8 @@ def connect(port: int, n_atoms: int, buffer_bytes: int, timeout: float,
     except (ConnectionError, OSError, ValueError) as e:
         raise StreamError(f"IMD connection to {host}:{port} failed: {e}") from None
     finally:
+        if hide_ipython and sys.modules.get("IPython", 0) is None:
+            del sys.modules["IPython"]
         for s, handler in saved.items():
             signal.signal(s, handler)
 

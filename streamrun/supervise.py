@@ -86,6 +86,7 @@ class EngineProcess:
         # Remember every process of the tree we ever saw, to stop them even if a
         # parent exits first and its children are re-parented.
         self._seen: dict[int, psutil.Process] = {}
+        self._tree_seen_at = time.monotonic()
         self._remember_tree()
         self._drain = threading.Thread(target=self._drain_output, daemon=True,
                                        name="streamrun-engine-log")
@@ -166,7 +167,12 @@ class EngineProcess:
 
     def poll(self):
         """Exit code of the process we started, or None while it runs."""
-        self._remember_tree()
+        # Walking /proc for the tree costs CPU the pcoord could use: once a second
+        # is enough to know every process to stop.
+        now = time.monotonic()
+        if now - self._tree_seen_at >= 1.0:
+            self._tree_seen_at = now
+            self._remember_tree()
         return self.proc.poll()
 
     def wait(self, timeout: float):

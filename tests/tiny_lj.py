@@ -35,7 +35,7 @@ if "${{dodump}}" then &
    "dump check all custom ${{streamrun_every}} ${{dumpfile}} id type xu yu zu" &
    "dump_modify check sort id format float %20.15g"
 {before_imd}
-fix stream all imd ${{streamrun_port}} version 3 trate ${{streamrun_every}} unwrap on
+fix stream all imd ${{streamrun_port}} version 3 trate ${{streamrun_every}} unwrap on velocities off forces off
 run ${{streamrun_nsteps}}
 {after_run}
 """
