@@ -161,6 +161,7 @@ class Config:
     aux: dict = field(default_factory=dict)
     restart: tuple = ()
     log_return: Path | None = None
+    restart_return: Path | None = None
     trajectory: TrajectorySpec | None = None
     system: object = None
     mode: str = "segment"
@@ -521,6 +522,8 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
         prepare=_prepare(data.get("prepare"), ctx),
         aux=aux,
         restart=_string_list(data.get("restart"), ctx, "restart"),
+        restart_return=ctx.path(environ.get("WEST_RESTART_RETURN"),
+                                "WEST_RESTART_RETURN", must_exist=False),
         log_return=ctx.path(environ.get("WEST_LOG_RETURN"), "WEST_LOG_RETURN",
                             must_exist=False),
         trajectory=_trajectory(data.get("trajectory"), ctx, environ, workdir),

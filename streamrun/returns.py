@@ -102,13 +102,11 @@ class TrajectorySink:
         fmt = Path(spec.path).suffix.lstrip(".").upper()
         self._writer = mda.Writer(str(self._tmp), n_atoms=len(universe.atoms),
                                   format=fmt)
-        self.count = 0
 
     def frame(self, index: int) -> None:
         """Called after frame ``index`` (1-based) was loaded into the Universe."""
         if index % self.spec.every == 0:
             self._writer.write(self.universe.atoms)
-            self.count += 1
 
     def close(self, keep: bool) -> None:
         self._writer.close()

@@ -92,13 +92,8 @@ def _launch(config, adapter, executable, log, check_parent=None):
         try:
             engine = EngineProcess(adapter.command(config.engine, executable,
                                                    reservation.port),
-                                   config.engine.workdir, config.log, adapter.ready_line,
-                                   adapter.bind_failed_line, env=env_for_engine(),
-                                   handshake_dropped_line=adapter.handshake_dropped_line,
-                                   pause_line=adapter.pause_line,
-                                   resume_line=adapter.resume_line,
-                                   port_line=adapter.port_line,
-                                   summarize=adapter.error_summary)
+                                   config.engine.workdir, config.log, adapter,
+                                   env=env_for_engine())
             state = engine.wait_ready(config.engine.ready_timeout, check=check_parent)
             if state.bind_failed and not state.ready:
                 log(f"port {reservation.port} was taken before the engine bound it; "
@@ -227,7 +222,7 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
             rows = np.vstack([row0, *reader.rows])
             if rows.shape[0] != config.rows:  # guarded by config; never trust it blindly
                 raise StreamError(f"{rows.shape[0]} rows computed, {config.rows} asked")
-            copy_restart(config.engine.workdir, config.restart, _restart_return())
+            copy_restart(config.engine.workdir, config.restart, config.restart_return)
             _write_datasets(config, calculator, rows)
             done = True
             return SegmentResult(rows=rows, output=config.output, frames=reader.count,
@@ -297,11 +292,6 @@ class _Attempt:
         self.engine = self.reservation = self.client = self.reader = None
 
 
-def _restart_return():
-    value = os.environ.get("WEST_RESTART_RETURN")
-    return Path(value) if value else None
-
-
 def _calculator(config):
     """Build the pcoord calculator and row 0; check the columns against west.cfg."""
     calculator = PcoordCalculator(config)
@@ -331,7 +321,7 @@ def compute_start_point(config):
     0 of the segments that start from it.
     """
     calculator, row0 = _calculator(config)
-    write_pcoord(config.output, row0[None, :len(calculator.column_names("pcoord"))],
+    write_pcoord(config.output, calculator.split(row0[None])["pcoord"],
                  calculator.column_names("pcoord"))
     return row0
 
@@ -361,15 +351,14 @@ def describe(config) -> str:
               f"{config.engine.frame_interval} steps)"]
     for spec in config.pcoords:
         lines.append(f"pcoord:      {spec.key}: {spec.type} {spec.options}")
-    if calculator is not None:
-        calculator.start_row()
-        lines.append(f"columns:     {', '.join(calculator.column_names())} (Å)")
+    calculator.start_row()
+    lines.append(f"columns:     {', '.join(calculator.column_names())} (Å)")
     for name, (specs, path) in config.aux.items():
         lines.append(f"aux:         {name} -> {path}")
     lines += [f"output:      {config.output}", f"log:         {config.log}"]
     if config.restart:
         lines.append(f"restart:     {', '.join(config.restart)} -> "
-                     f"{_restart_return() or '(WEST_RESTART_RETURN not set)'}")
+                     f"{config.restart_return or '(WEST_RESTART_RETURN not set)'}")
     if config.trajectory:
         lines.append(f"trajectory:  every {config.trajectory.every} frame(s) -> "
                      f"{config.trajectory.path}")

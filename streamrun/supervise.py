@@ -45,24 +45,21 @@ class EngineProcess:
     log_path : Path
         Engine output is appended here (never truncated, so relaunches keep the
         earlier attempts' output).
-    ready_line, bind_failed_line : re.Pattern
-        From the engine adapter.
+    lines : streamrun.engines.EngineAdapter
+        What the engine's output lines mean: ``ready_line``, ``port_line``,
+        ``bind_failed_line``, ``handshake_dropped_line``, ``pause_line``,
+        ``resume_line`` and ``error_summary``.
     env : dict, optional
     """
 
-    def __init__(self, command, cwd, log_path, ready_line, bind_failed_line=None,
-                 env=None, pause_line=None, resume_line=None,
-                 handshake_dropped_line=None, port_line=None, summarize=None):
+    def __init__(self, command, cwd, log_path, lines, env=None):
         self.command = list(command)
-        self._pause_line, self._resume_line = pause_line, resume_line
-        self._handshake_dropped_line = handshake_dropped_line
-        self._port_line, self._summarize = port_line, summarize
+        self.lines = lines
         self.handshake_dropped = False
         self.pauses = 0
         self._paused_total = 0.0
         self._paused_since = None
         self.log_path = Path(log_path)
-        self._ready_line, self._bind_failed_line = ready_line, bind_failed_line
         self._ready = threading.Event()
         self._bind_failed = threading.Event()
         self._port = None
@@ -110,26 +107,27 @@ class EngineProcess:
             line = raw.decode(errors="replace").rstrip()
             self.tail.append(line)
             if not self._ready.is_set():
-                if self._port_line is not None:
-                    m = self._port_line.search(line)
+                if self.lines.port_line is not None:
+                    m = self.lines.port_line.search(line)
                     if m:
                         self._port = int(m.group("port"))
-                m = self._ready_line.search(line)
+                m = self.lines.ready_line.search(line)
                 if m:
                     if m.groupdict().get("port"):
                         self._port = int(m.group("port"))
                     self._ready.set()
-            if self._bind_failed_line is not None and self._bind_failed_line.search(line):
+            if self.lines.bind_failed_line is not None and \
+                    self.lines.bind_failed_line.search(line):
                 self._bind_failed.set()
-            if self._handshake_dropped_line is not None and \
-                    self._handshake_dropped_line.search(line):
+            if self.lines.handshake_dropped_line is not None and \
+                    self.lines.handshake_dropped_line.search(line):
                 self.handshake_dropped = True
-            if self._pause_line is not None and self._paused_since is None and \
-                    self._pause_line.search(line):
+            if self.lines.pause_line is not None and self._paused_since is None and \
+                    self.lines.pause_line.search(line):
                 self.pauses += 1
                 self._paused_since = time.monotonic()
-            elif self._resume_line is not None and self._paused_since is not None and \
-                    self._resume_line.search(line):
+            elif self.lines.resume_line is not None and self._paused_since is not None and \
+                    self.lines.resume_line.search(line):
                 self._paused_total += time.monotonic() - self._paused_since
                 self._paused_since = None
         self.proc.stdout.close()
@@ -138,7 +136,7 @@ class EngineProcess:
     def paused_seconds(self) -> float | None:
         """Time the engine spent paused by IMD back-pressure, as seen in its output
         (None if the adapter cannot tell)."""
-        if self._pause_line is None:
+        if self.lines.pause_line is None:
             return None
         extra = time.monotonic() - self._paused_since if self._paused_since else 0.0
         return self._paused_total + extra
@@ -239,8 +237,7 @@ class EngineProcess:
             what = f"exited with code {rc}"
         errors = [l for l in self.tail if re.search(r"ERROR|Error|error", l)]
         last = errors[-1] if errors else (self.tail[-1] if self.tail else "")
-        if self._summarize is not None:
-            last = self._summarize(list(self.tail)) or last
+        last = self.lines.error_summary(list(self.tail)) or last
         detail = f" (last engine line: {last.strip()!r})" if last else ""
         return f"the engine {what}{detail}; its output is in {self.log_path}"
 

@@ -7,6 +7,7 @@ import time
 
 import psutil
 
+from streamrun.engines import EngineAdapter
 from streamrun.ports import listener_in_tree, reserve_port
 from streamrun.supervise import EngineProcess
 
@@ -22,11 +23,14 @@ LAUNCHER = [sys.executable, "-c",
             "sys.argv[1]])"]
 
 
+class LauncherLines(EngineAdapter):
+    ready_line = re.compile(r"listening on (?P<port>\d+)")
+
+
 def test_stop_kills_the_launcher_and_the_engine_it_started(tmp_path, no_engine_left):
     with reserve_port() as reservation:
         engine = EngineProcess([*LAUNCHER, str(reservation.port)], tmp_path,
-                               tmp_path / "engine.log",
-                               re.compile(r"listening on (?P<port>\d+)"))
+                               tmp_path / "engine.log", LauncherLines())
         state = engine.wait_ready(30)
         assert state.ready and state.port == reservation.port
         listener = listener_in_tree(engine.pid, reservation.port)
