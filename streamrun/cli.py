@@ -18,32 +18,43 @@ import click
 from . import __version__
 from .errors import ConfigError, StreamrunError
 
-CONFIG_HELP = """\b
-Config keys (YAML; in west.cfg under 'streamrun:'; paths relative to the file):
-  engine.name             engine adapter (lammps)
-  engine.input            engine input script; LAMMPS must contain
-                            fix stream all imd ${streamrun_port} version 3 &
-                                trate ${streamrun_every} unwrap on
-                            run ${streamrun_nsteps}
-  engine.nsteps           MD steps per segment
-  engine.frame_interval   MD steps between streamed frames
-  engine.variables        name: value given to the engine (lmp -var);
-                          {config_dir}, {workdir} in values are filled in
-  engine.executable       engine program (default lmp, next to Python or on PATH)
-  engine.args             extra engine arguments
-  engine.workdir          where the engine runs (default: current folder)
-  engine.ready_timeout    s to wait for the engine to accept IMD (300)
-  topology                MDAnalysis topology (e.g. LAMMPS data file)
-  topology_format, topology_options, start, start_format
-  pcoord                  list of coordinates, e.g.
-                            - {type: distance, a: 'type 3', b: 'type 4'}
-                            - {type: plugin, function: 'mymod:f', selections: [...]}
-  rows                    pcoord rows (WESTPA pcoord_len); checked against nsteps
-  output                  pcoord file ($WEST_PCOORD_RETURN or pcoord.dat)
-  log                     engine log (streamrun-engine.log)
-  stream.timeout          s without a frame before failing (600)
-  stream.buffer_mb        imdclient frame buffer (10)
-Lengths are in Å."""
+def config_help() -> str:
+    """The config reference for ``--help``, from the key tables in
+    :mod:`streamrun.config` and the coordinate registry (one source each)."""
+    import textwrap
+
+    from . import config, pcoords
+
+    def block(prefix, keys):
+        out = []
+        for key, meaning in keys.items():
+            name = f"{prefix}{key}"
+            text = textwrap.wrap(meaning, 54)
+            out.append(f"  {name:<22}  {text[0]}")
+            out += [f"  {'':<22}  {t}" for t in text[1:]]
+        return out
+
+    lines = ["\b", "Config keys (YAML; in west.cfg under 'streamrun:'; paths relative "
+             "to the file):"]
+    lines += block("", config.TOP_KEYS)
+    lines += block("engine.", config.ENGINE_KEYS)
+    lines += block("stream.", config.STREAM_KEYS)
+    lines += block("files.<name>.", config.FILES_KEYS)
+    lines += block("trajectory.", config.TRAJECTORY_KEYS)
+    lines += block("get_pcoord.", config.GET_PCOORD_KEYS)
+    lines += ["", "\b", "Coordinates (pcoord: and aux: lists; each item has type: and "
+              "optional name:):"]
+    lines += pcoords.reference().splitlines()
+    lines += ["", "Units: Å, ps, degrees (angles), atoms (count), fraction (contacts)."]
+    return "\n".join(lines)
+
+
+class _ConfigHelpCommand(click.Command):
+    """A command whose epilog (the config reference) is built only for --help."""
+
+    def format_epilog(self, ctx, formatter):
+        self.epilog = config_help()
+        super().format_epilog(ctx, formatter)
 
 
 def _find_config(environ) -> Path | None:
@@ -111,7 +122,7 @@ def _point(config_path, overrides, output=None, quiet=False):
     config = _load(config_path, overrides, output, mode="pcoord")
     row = compute_start_point(config)
     if not quiet:
-        _say(f"pcoord of {config.start}: {' '.join(f'{v:.6g}' for v in row)} (Å) -> "
+        _say(f"pcoord of {config.start}: {' '.join(f'{v:.6g}' for v in row)} -> "
              f"{config.output}")
 
 
@@ -191,7 +202,7 @@ def main(ctx):
         ctx.exit(2)
 
 
-@main.command(epilog=CONFIG_HELP)
+@main.command(cls=_ConfigHelpCommand)
 @CONFIG_OPTION
 @OUTPUT_OPTION
 @click.option("-w", "--workdir", type=click.Path(file_okay=False),
@@ -211,7 +222,7 @@ def run(config_path, output, workdir, overrides, quiet, dry_run):
              dry_run)
 
 
-@main.command(epilog=CONFIG_HELP)
+@main.command(cls=_ConfigHelpCommand)
 @CONFIG_OPTION
 @SET_OPTION
 @DRY_RUN_OPTION

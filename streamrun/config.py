@@ -75,25 +75,6 @@ TRAJECTORY_KEYS = {"every": "keep every N-th streamed frame (default 1)",
                    "format": "MDAnalysis writer format (default dcd)"}
 GET_PCOORD_KEYS = {"structure": "structure file of a basis/initial state "
                                 "(default '{struct}', i.e. WEST_STRUCT_DATA_REF)"}
-PCOORD_KEYS = {
-    "distance": {
-        "type": "distance",
-        "name": "column name",
-        "a": "MDAnalysis selection of the first group",
-        "b": "MDAnalysis selection of the second group",
-        "center": "mass (default) or geometry",
-        "pbc": "minimum-image distance when the stream has a box (default true)",
-    },
-    "plugin": {
-        "type": "plugin",
-        "name": "column name",
-        "function": "'package.module:function' or 'path/to/file.py:function'",
-        "selections": "list of MDAnalysis selections passed as AtomGroups after "
-        "the Universe",
-        "columns": "number of values the function returns (default: found from "
-        "the start structure)",
-    },
-}
 
 
 @dataclass(frozen=True)
@@ -119,6 +100,13 @@ class PcoordSpec:
     type: str
     key: str
     options: dict[str, Any]
+
+    @property
+    def uses_box(self) -> bool:
+        """True when the values use minimum images (the box must be right)."""
+        from .pcoords import REGISTRY
+
+        return REGISTRY[self.type].uses_box(self.options)
 
 
 @dataclass(frozen=True)
@@ -294,53 +282,13 @@ def _path(value, key, source, base, must_exist=True):
     return path
 
 
-def _pcoords(value, source, prefix="pcoord"):
-    if value is None:
-        raise ConfigError("missing; give at least one coordinate, e.g. "
-                          "[{type: distance, a: 'type 3', b: 'type 4'}]",
-                          source=source, key=prefix)
-    if isinstance(value, dict):
-        value = [value]
-    if not isinstance(value, list) or not value:
-        raise ConfigError("must be a non-empty list of coordinates", source=source,
-                          key=prefix)
-    specs = []
-    for i, item in enumerate(value):
-        key = f"{prefix}[{i}]"
-        if not isinstance(item, dict):
-            raise ConfigError(f"must be a mapping with a 'type', got {item!r}",
-                              source=source, key=key)
-        kind = item.get("type")
-        if not isinstance(kind, str) or kind not in PCOORD_KEYS:
-            raise ConfigError(f"type must be one of {', '.join(PCOORD_KEYS)}; "
-                              f"got {kind!r}", source=source, key=f"{key}.type")
-        _check_keys(item, PCOORD_KEYS[kind], source, f"{key}.")
-        options = {k: v for k, v in item.items() if k != "type"}
-        if kind == "distance":
-            for sel in ("a", "b"):
-                _string(options.get(sel), f"{key}.{sel}", source, required=True)
-                options[sel] = str(options[sel])
-            center = options.setdefault("center", "mass")
-            if center not in ("mass", "geometry"):
-                raise ConfigError(f"must be 'mass' or 'geometry', got {center!r}",
-                                  source=source, key=f"{key}.center")
-            pbc = options.setdefault("pbc", True)
-            if not isinstance(pbc, bool):
-                raise ConfigError(f"must be true or false, got {pbc!r}",
-                                  source=source, key=f"{key}.pbc")
-        elif kind == "plugin":
-            _string(options.get("function"), f"{key}.function", source, required=True)
-            sels = options.setdefault("selections", [])
-            if isinstance(sels, str):
-                sels = options["selections"] = [sels]
-            if not isinstance(sels, list) or not all(isinstance(s, str) for s in sels):
-                raise ConfigError(f"must be a list of selection strings, got {sels!r}",
-                                  source=source, key=f"{key}.selections")
-            if "columns" in options:
-                options["columns"] = _number(options["columns"], f"{key}.columns",
-                                             source, minimum=1)
-        specs.append(PcoordSpec(type=kind, key=key, options=options))
-    return tuple(specs)
+def _pcoords(value, ctx, prefix="pcoord"):
+    """Check a list of coordinates with each type's own option declarations."""
+    from . import pcoords
+
+    return tuple(PcoordSpec(type=kind, key=key, options=options)
+                 for kind, key, options in pcoords.parse(
+                     value, ctx.source, prefix, lambda text, key: ctx.path(text, key)))
 
 
 class _Context:
@@ -484,7 +432,7 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
                               f"({e.strerror or e}); choose another path",
                               source=source, key=key) from None
     aux = _aux(data.get("aux"), ctx, workdir)
-    pcoords = _pcoords(data.get("pcoord"), source)
+    pcoords = _pcoords(data.get("pcoord"), ctx)
     ADAPTERS[name].check_pcoords(
         engine, [*pcoords, *(s for specs, _ in aux.values() for s in specs)], source)
     get_pc = _mapping(data, "get_pcoord", source)
@@ -545,7 +493,7 @@ def _aux(value, ctx, workdir):
             raise ConfigError("dataset names must be letters, digits and _ (WESTPA "
                               "reads them from WEST_<NAME>_RETURN)", source=ctx.source,
                               key=f"aux.{name}")
-        specs = _pcoords(coords, ctx.source, prefix=f"aux.{name}")
+        specs = _pcoords(coords, ctx, prefix=f"aux.{name}")
         var = westpa.aux_return_var(str(name))
         target = ctx.environ.get(var) or f"aux_{name}.dat"
         out[str(name)] = (specs, ctx.path(target, f"aux.{name}", workdir,

@@ -14,7 +14,7 @@ import numpy as np
 from .errors import StreamrunError
 
 
-def write_pcoord(path: Path, rows: np.ndarray, column_names=(), units="Å") -> None:
+def write_pcoord(path: Path, rows: np.ndarray, column_labels=()) -> None:
     """Write pcoord rows as text that ``numpy.loadtxt`` reads, atomically.
 
     The rows go to a temporary file in the same folder, are flushed to disk, and
@@ -24,14 +24,15 @@ def write_pcoord(path: Path, rows: np.ndarray, column_names=(), units="Å") -> N
     ----------
     path : Path
     rows : numpy.ndarray, shape (n_rows, n_columns)
-    column_names : sequence of str
-        Written in a ``#`` header line (``loadtxt`` skips it).
+    column_labels : sequence of str
+        Column names with units (``na_cl [Å]``), written in a ``#`` header line
+        (``loadtxt`` skips it).
     """
     path = Path(path)
     rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
-    header = f"streamrun pcoord, lengths in {units}"
-    if column_names:
-        header += ": " + " ".join(column_names)
+    header = "streamrun pcoord"
+    if column_labels:
+        header += ": " + ", ".join(column_labels)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:

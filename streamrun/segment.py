@@ -48,6 +48,7 @@ class SegmentResult:
     port: int
     launches: int
     column_names: list = field(default_factory=list)
+    column_labels: list = field(default_factory=list)
     paused_seconds: float | None = None
     pauses: int = 0
 
@@ -57,7 +58,7 @@ class SegmentResult:
                   f", engine paused by back-pressure {self.paused_seconds:.2f} s "
                   f"({self.pauses}x)")
         return (f"{self.frames} frames streamed -> {self.rows.shape[0]} rows x "
-                f"{self.rows.shape[1]} ({', '.join(self.column_names)}; Å) in "
+                f"{self.rows.shape[1]} ({', '.join(self.column_labels)}) in "
                 f"{self.output}; wall {self.wall_seconds:.2f} s, stream "
                 f"{self.stream_seconds:.2f} s ({rate:.1f} frames/s), pcoord compute "
                 f"{self.compute_seconds:.2f} s{paused}")
@@ -231,6 +232,7 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
                                  compute_seconds=reader.compute_seconds, port=port,
                                  launches=launches,
                                  column_names=calculator.column_names(),
+                                 column_labels=calculator.column_labels(),
                                  paused_seconds=engine.paused_seconds,
                                  pauses=engine.pauses)
         finally:
@@ -295,6 +297,8 @@ class _Attempt:
 def _calculator(config):
     """Build the pcoord calculator and row 0; check the columns against west.cfg."""
     calculator = PcoordCalculator(config)
+    adapter = ADAPTERS[config.engine.name]
+    calculator.set_timestep_ps(adapter.timestep_ps(config.engine))
     row0 = calculator.start_row()
     ndim = getattr(config.system, "pcoord_ndim", None)
     width = len(calculator.column_names("pcoord"))
@@ -310,8 +314,8 @@ def _write_datasets(config, calculator, rows):
     """Write the aux datasets, then the pcoord (last: its presence means success)."""
     parts = calculator.split(rows)
     for name, (_, path) in config.aux.items():
-        write_pcoord(path, parts[name], calculator.column_names(name))
-    write_pcoord(config.output, parts["pcoord"], calculator.column_names("pcoord"))
+        write_pcoord(path, parts[name], calculator.column_labels(name))
+    write_pcoord(config.output, parts["pcoord"], calculator.column_labels("pcoord"))
 
 
 def compute_start_point(config):
@@ -322,7 +326,7 @@ def compute_start_point(config):
     """
     calculator, row0 = _calculator(config)
     write_pcoord(config.output, calculator.split(row0[None])["pcoord"],
-                 calculator.column_names("pcoord"))
+                 calculator.column_labels("pcoord"))
     return row0
 
 
@@ -352,7 +356,7 @@ def describe(config) -> str:
     for spec in config.pcoords:
         lines.append(f"pcoord:      {spec.key}: {spec.type} {spec.options}")
     calculator.start_row()
-    lines.append(f"columns:     {', '.join(calculator.column_names())} (Å)")
+    lines.append(f"columns:     {', '.join(calculator.column_labels())}")
     for name, (specs, path) in config.aux.items():
         lines.append(f"aux:         {name} -> {path}")
     lines += [f"output:      {config.output}", f"log:         {config.log}"]

@@ -155,7 +155,11 @@ class FrameReader(threading.Thread):
                 label = f"frame {n}" + (f" (step {int(step)})" if step is not None
                                          else "")
                 t0 = time.perf_counter()
-                row = self.calculator.frame_row(frame.positions, frame.box, label)
+                time_ps = getattr(frame, "time", None)
+                row = self.calculator.frame_row(
+                    frame.positions, frame.box, label, index=n - self.skip,
+                    step=None if step is None else int(step),
+                    time=None if time_ps is None else float(time_ps))
                 self.compute_seconds += time.perf_counter() - t0
                 self.rows.append(row)
                 if self.on_frame is not None:

@@ -89,7 +89,7 @@ def test_minimum_image_is_used_for_the_start_row(sim):
     ({"topology": None}, "topology", "required"),
     ({"topology": "nope.pdb"}, "topology", "does not exist"),
     ({"pcoord": None}, "pcoord", "at least one"),
-    ({"pcoord": [{"type": "angle"}]}, "pcoord[0].type", "one of"),
+    ({"pcoord": [{"type": "angles"}]}, "pcoord[0].type", "one of"),
     ({"pcoord": [{"type": "distance", "a": "name NA"}]}, "pcoord[0].b", "required"),
     ({"pcoord": [{"type": "distance", "a": "name NA", "b": "name CL", "centre": "x"}]},
      "pcoord[0].centre", "Did you mean 'center'"),

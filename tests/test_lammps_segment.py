@@ -70,7 +70,8 @@ def test_a_plugin_pcoord_with_several_columns_equals_mdanalysis_post_hoc(
         (nacl_lammps / "streamrun.yaml").read_text()
         + "  - type: plugin\n"
           "    function: hydration.py:na_hydration\n"
-          "    selections: ['type 3', 'type 1']\n")
+          "    selections: ['type 3', 'type 1']\n"
+          "    whole: false\n")  # minimum-image pairs of all waters: no whole group
     result, config = run_example(nacl_lammps)
 
     written = np.loadtxt(config.output, ndmin=2)
@@ -92,7 +93,7 @@ def test_the_command_line_run_prints_a_summary_and_leaves_no_engine(
                            "-w", str(workdir), "--set", "engine.nsteps=200"],
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
-    assert "20 frames streamed -> 21 rows x 1 (na_cl; Å)" in proc.stderr
+    assert "20 frames streamed -> 21 rows x 1 (na_cl [Å])" in proc.stderr
     assert np.loadtxt(workdir / "pcoord.dat").shape == (21,)
     assert (workdir / "end.data").exists()  # the engine's restart for the next segment
     assert "Waiting for IMD connection" in (workdir / "streamrun-engine.log").read_text()

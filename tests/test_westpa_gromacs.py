@@ -196,5 +196,5 @@ def test_streamrun_as_the_gromacs_propagator_three_iterations(
     assert len(logs) == sum(counts)
     for log in logs:
         text = log.read_text()
-        assert re.search(rf"frames streamed -> {ROWS} rows x 1 \(na_cl; Å\)", text), text
+        assert re.search(rf"frames streamed -> {ROWS} rows x 1 \(na_cl \[Å\]\)", text), text
         assert "streamrun: error" not in text, text

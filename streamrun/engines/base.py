@@ -65,6 +65,11 @@ class EngineAdapter:
         """Raise :class:`ConfigError` if a coordinate cannot be computed right from
         this engine's stream (``coordinates``: every PcoordSpec, aux included)."""
 
+    def timestep_ps(self, engine) -> float | None:
+        """The MD time step in ps when the engine input tells it, for streams that
+        carry no time (IMD v2); None if unknown."""
+        return None
+
     def error_summary(self, lines) -> str | None:
         """The engine's reason for a fatal error, from its last output lines, or
         None to let streamrun pick the last line that mentions an error."""

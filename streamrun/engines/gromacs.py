@@ -187,15 +187,22 @@ class GromacsAdapter(EngineAdapter):
         if self._version(mdp) == 3 and _yes(mdp.get("imd-box", ("no", 0))[0]):
             return
         for spec in coordinates:
-            if spec.type == "distance" and spec.options.get("pbc", True):
+            if spec.uses_box:
                 raise ConfigError(
                     f"{engine.input} line {pcoupl[1]}: pcoupl = {pcoupl[0]} changes "
                     f"the box, but GROMACS' IMD (v2) streams no box, so this "
-                    f"minimum-image distance would use the start structure's box. "
+                    f"coordinate's minimum images would use the start structure's box. "
                     f"Use pcoupl = no (NVT), set pbc: false if the groups never "
                     f"cross the box edge, or set engine.accept_fixed_box: true to "
                     f"accept distances in the start box", source=source,
                     key=f"{spec.key}.pbc")
+
+    def timestep_ps(self, engine) -> float | None:
+        """mdp ``dt`` (ps; GROMACS' default 0.001)."""
+        try:
+            return float(self._mdp(engine, None).get("dt", ("0.001", 0))[0])
+        except (ValueError, ConfigError):
+            return None
 
     def command(self, engine, executable, port):
         cmd = [executable]

@@ -1,0 +1,269 @@
+"""What every progress coordinate is: declared options, prepare once, one row per frame.
+
+A coordinate follows the shape of MDAnalysis' ``AnalysisBase``, cut to what a stream
+needs. Its class declares its options (with help text, defaults and checks) in
+:attr:`Coordinate.options`; :meth:`Coordinate.prepare` makes the selections once;
+:meth:`Coordinate.compute` turns the current frame of the Universe into a 1-D array
+of values. The groups a coordinate lists in :meth:`Coordinate.whole_groups` are made
+whole before every call (see :mod:`streamrun.pcoords.pbc`).
+
+Adding a coordinate is one module: subclass :class:`Coordinate`, decorate it with
+:func:`register`, and import the module in ``streamrun/pcoords/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import ConfigError
+
+#: type name -> Coordinate subclass; filled by :func:`register`.
+REGISTRY: dict[str, type["Coordinate"]] = {}
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One key a coordinate accepts.
+
+    Parameters
+    ----------
+    help : str
+        One line for ``--help`` and the README.
+    kind : str
+        ``selection``, ``selections`` (a list), ``choice``, ``flag``, ``number``,
+        ``integer``, ``path`` (a file, relative to the config's folder) or ``text``.
+    default : object
+        :data:`REQUIRED` when the key must be given.
+    choices : tuple of str
+        For ``choice``.
+    minimum : float, optional
+        For ``number``/``integer``: values must be above it (strictly if
+        ``exclusive``).
+    """
+
+    help: str
+    kind: str = "text"
+    default: Any = REQUIRED
+    choices: tuple = ()
+    minimum: float | None = None
+    exclusive: bool = False
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def parse(self, value, source, key, resolve_path):
+        """Check one value from the config; return it in its Python form."""
+        def bad(what):
+            shown = repr(value)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            return ConfigError(f"must be {what}, got {shown}", source=source, key=key)
+
+        if self.kind == "selection":
+            if not isinstance(value, str) or not value.strip():
+                raise bad("an MDAnalysis selection string")
+            return value
+        if self.kind == "selections":
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+                raise bad("a list of MDAnalysis selection strings")
+            return list(value)
+        if self.kind == "choice":
+            if isinstance(value, bool) or value is None:  # YAML reads 'none' as a string
+                value = str(value).lower() if value is not None else "none"
+            if not isinstance(value, str) or value.lower() not in self.choices:
+                raise bad(" or ".join(self.choices))
+            return value.lower()
+        if self.kind == "flag":
+            if not isinstance(value, bool):
+                raise bad("true or false")
+            return value
+        if self.kind in ("number", "integer"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    not math.isfinite(value) or \
+                    (self.kind == "integer" and not float(value).is_integer()):
+                raise bad("an integer" if self.kind == "integer" else "a number")
+            value = int(value) if self.kind == "integer" else float(value)
+            if self.minimum is not None and (
+                    value < self.minimum or (self.exclusive and value == self.minimum)):
+                raise ConfigError(f"must be {'>' if self.exclusive else '>='} "
+                                  f"{self.minimum:g}, got {value:g}", source=source,
+                                  key=key)
+            return value
+        if self.kind == "path":
+            if not isinstance(value, str) or not value:
+                raise bad("a file path")
+            return resolve_path(value, key)
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise bad("a string")
+        return str(value)
+
+
+class Coordinate:
+    """Base class of a progress coordinate.
+
+    Subclasses set :attr:`type`, :attr:`units`, :attr:`summary`, :attr:`options`
+    and :attr:`pbc_note`, and implement :meth:`prepare` and :meth:`compute`.
+
+    Parameters
+    ----------
+    key : str
+        Config key this coordinate came from, e.g. ``pcoord[0]`` (for messages).
+    name : str or None
+        Column name; defaults to :attr:`type`.
+    **options
+        The values of :attr:`options`, already checked by :meth:`parse`.
+
+    Attributes
+    ----------
+    columns : int
+        Values per frame; known once row 0 was computed.
+    """
+
+    type: ClassVar[str] = ""
+    units: ClassVar[str] = "Å"
+    summary: ClassVar[str] = ""
+    #: what is made whole and how periodic boundaries enter (README, --help)
+    pbc_note: ClassVar[str] = ""
+    options: ClassVar[dict[str, Option]] = {}
+    columns = 1
+
+    def __init__(self, key: str, name: str | None = None, **options):
+        self.key = key
+        self.name = name or self.type
+        for option, value in options.items():
+            setattr(self, option, value)
+
+    # -- configuration ---------------------------------------------------------
+    @classmethod
+    def all_options(cls) -> dict[str, Option]:
+        """Every key of this type, ``type`` and ``name`` included."""
+        return {"type": Option(f"{cls.type}"),
+                "name": Option("column name", default=None),
+                **cls.options}
+
+    @classmethod
+    def parse(cls, item: dict, source, key, resolve_path) -> dict:
+        """Check a config mapping of this type; return its options with defaults.
+
+        Raises
+        ------
+        ConfigError
+            Unknown or missing keys, or values of the wrong kind.
+        """
+        allowed = cls.all_options()
+        for k in item:
+            if k not in allowed:
+                close = difflib.get_close_matches(str(k), list(allowed), n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                raise ConfigError(f"unknown key for type {cls.type}.{hint} Allowed: "
+                                  f"{', '.join(allowed)}.", source=source,
+                                  key=f"{key}.{k}")
+        out = {}
+        for k, option in cls.options.items():
+            if k in item:
+                out[k] = option.parse(item[k], source, f"{key}.{k}", resolve_path)
+            elif option.required:
+                raise ConfigError(f"missing; it is required for type {cls.type} ({option.help})",
+                                  source=source, key=f"{key}.{k}")
+            else:
+                out[k] = option.default
+        name = item.get("name")
+        if name is not None:
+            out["name"] = Option("column name").parse(name, source, f"{key}.name",
+                                                      resolve_path)
+        cls.check(out, source, key)
+        return out
+
+    @classmethod
+    def check(cls, options: dict, source, key) -> None:
+        """Checks across options (override when options depend on each other)."""
+
+    @classmethod
+    def uses_box(cls, options: dict) -> bool:
+        """True when the values use minimum images between atoms or groups (so an
+        engine that streams no box must keep the volume fixed)."""
+        return bool(options.get("pbc", False))
+
+    # -- lifecycle ------------------------------------------------------------
+    def prepare(self, ctx) -> None:
+        """Make selections and reference data once.
+
+        Parameters
+        ----------
+        ctx : streamrun.pcoords.calculator.PrepareContext
+            ``ctx.select(option)`` gives the AtomGroup of an option's selection,
+            ``ctx.error(message, option)`` a ConfigError naming the key,
+            ``ctx.reference(option, format_option)`` a Universe of a reference
+            structure with the topology's atoms.
+        """
+
+    def whole_groups(self) -> list:
+        """Groups that must be whole (each a whole molecule or a compact cluster)
+        whenever :meth:`compute` runs, as (AtomGroup, key, selection) triples;
+        by default those :meth:`group` selected."""
+        return list(getattr(self, "_whole", []))
+
+    def group(self, ctx, option, whole=True):
+        """Select an option's atoms; remember them as a whole group if asked."""
+        atoms = ctx.select(option)
+        if whole:
+            self._whole = getattr(self, "_whole", [])
+            self._whole.append((atoms, f"{self.key}.{option}", getattr(self, option)))
+        return atoms
+
+    def compute(self, universe) -> np.ndarray:
+        """Values of the current frame (the Universe's timestep)."""
+        raise NotImplementedError
+
+    def column_names(self) -> list[str]:
+        if self.columns == 1:
+            return [self.name]
+        return [f"{self.name}[{i}]" for i in range(self.columns)]
+
+
+def register(cls):
+    """Class decorator: make a coordinate available as ``type: <cls.type>``."""
+    REGISTRY[cls.type] = cls
+    return cls
+
+
+def box_or_none(universe, pbc=True):
+    """The frame's box (MDAnalysis dimensions) when ``pbc`` and there is one."""
+    if not pbc:
+        return None
+    box = universe.dimensions
+    if box is None or not np.all(np.asarray(box[:3]) > 0):
+        return None
+    return box
+
+
+def centre(group, center: str):
+    """Centre of mass or of geometry of a (whole) group, float64."""
+    if len(group) == 1:
+        return group.positions[0].astype(np.float64)
+    if center == "mass":
+        return np.asarray(group.center_of_mass(), dtype=np.float64)
+    return np.asarray(group.center_of_geometry(), dtype=np.float64)
+
+
+def need_masses(ctx, group, option):
+    """Refuse mass weighting when the topology has no (positive) masses."""
+    masses = getattr(group, "masses", None)
+    if masses is None or not np.all(np.asarray(masses) > 0):
+        raise ctx.error(f"the topology has no masses for these atoms; use center: "
+                        f"geometry (or weights: none), or a topology with masses",
+                        option)
+
+
+CENTER = Option("mass (default) or geometry: the group's centre", "choice", "mass",
+                ("mass", "geometry"))
+PBC = Option("minimum image with the frame's box (default true)", "flag", True)

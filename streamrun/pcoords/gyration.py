@@ -1,0 +1,31 @@
+"""Radius of gyration (Å), ``AtomGroup.radius_of_gyration`` of a whole group."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Coordinate, Option, need_masses, register
+
+
+@register
+class RadiusOfGyration(Coordinate):
+    """Radius of gyration of a group, in Å."""
+
+    type = "rg"
+    summary = "radius of gyration of select (mass-weighted unless weights: none)"
+    pbc_note = "select is made whole"
+    options = {"select": Option("MDAnalysis selection (e.g. 'protein')", "selection"),
+               "weights": Option("mass (default, as MDAnalysis' radius_of_gyration) "
+                                 "or none", "choice", "mass", ("mass", "none"))}
+
+    def prepare(self, ctx):
+        self.gs = self.group(ctx, "select")
+        if self.weights == "mass":
+            need_masses(ctx, self.gs, "select")
+
+    def compute(self, universe):
+        if self.weights == "mass":
+            return np.atleast_1d(self.gs.radius_of_gyration())
+        pos = self.gs.positions.astype(np.float64)
+        pos -= pos.mean(axis=0)
+        return np.atleast_1d(np.sqrt(np.einsum("ij,ij->", pos, pos) / len(pos)))

@@ -1,0 +1,247 @@
+"""Whole groups under periodic boundaries, whatever the engine streams.
+
+Engines stream coordinates wrapped (LAMMPS without ``unwrap on``), unwrapped from
+image flags (LAMMPS ``unwrap on``: a molecule split in the start data stays split),
+or made whole relative to the run input (GROMACS IMD v2: a split start structure
+stays split). A centre of mass, a radius of gyration or an RMSD of a split group is
+wrong. :class:`WholeTracker` makes every group a coordinate asks for whole:
+
+- **Start point (row 0)**, from one structure: each molecule (bonded fragment of the
+  topology: .tpr, LAMMPS data with bonds, PSF) that has atoms in a group is made
+  whole with MDAnalysis (``AtomGroup.unwrap(compound="fragments")``, i.e.
+  ``lib.mdamath.make_whole``). Atoms without bonds are fragments of one atom.
+  A group of several fragments is then joined compactly: each fragment is moved by
+  whole box vectors to the image nearest the group's first fragment. Joining is
+  unambiguous only while the group spans less than half the box along every box
+  vector; otherwise :class:`~streamrun.errors.ConfigError` (before the engine runs).
+- **Every streamed frame**: each atom is followed from the previous frame, the idea
+  of MDAnalysis' ``NoJump`` transformation, in fractional (box) coordinates so that
+  a changing box (IMD v3 streams it) keeps molecules exact: its image is the one
+  nearest its previous position. So a group whole on row 0 stays whole on every
+  frame, at a cost proportional to the selected atoms, not to the system. An atom
+  that moved more than a quarter of the box between two frames cannot be followed
+  reliably and fails the segment (it also catches a ``start:`` structure that is
+  not the engine's start point). Groups of several fragments are checked again on
+  every frame against half the box.
+
+Minimum images *between* groups (a distance between two centres, atom pairs) are
+not this module's business: coordinates apply them with the frame's box.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError, PcoordError
+
+#: Largest move of one atom between two frames, as a fraction of a box vector,
+#: that is still followed (atoms move ~0.01-0.1 box per frame in practice).
+MAX_JUMP = 0.25
+
+
+def box_matrix(dimensions):
+    """Box vectors as rows (Å) from MDAnalysis dimensions, or None for no box."""
+    if dimensions is None:
+        return None
+    dims = np.asarray(dimensions, dtype=np.float64)
+    if dims.shape != (6,) or not np.all(dims[:3] > 0):
+        return None
+    from MDAnalysis.lib.mdamath import triclinic_vectors
+
+    return np.asarray(triclinic_vectors(dims), dtype=np.float64)
+
+
+def fragment_ids(universe) -> np.ndarray | None:
+    """Fragment (molecule) index of every atom from the topology's bonds, or None
+    when the topology has no bonds."""
+    try:
+        if len(universe.bonds) == 0:
+            return None
+        return np.asarray(universe.atoms.fragindices)
+    except Exception:  # NoDataError: no bonds in this topology
+        return None
+
+
+class WholeTracker:
+    """Keeps a set of atom groups whole, from the start structure frame to frame.
+
+    Parameters
+    ----------
+    universe : MDAnalysis.Universe
+        Holds the start structure when :meth:`start` is called.
+    groups : list of (AtomGroup, str, str)
+        Each group with its config key and selection, for messages.
+    source : str
+        Config file, for messages.
+
+    Attributes
+    ----------
+    ix : numpy.ndarray
+        Atom indices of every tracked atom (the union of the groups), sorted.
+    """
+
+    def __init__(self, universe, groups, source):
+        self.universe, self.source = universe, source
+        self.groups = [(g, key, sel) for g, key, sel in groups if len(g) > 1]
+        ix = [g.ix for g, _, _ in self.groups]
+        self.ix = np.unique(np.concatenate(ix)) if ix else np.empty(0, dtype=np.intp)
+        self._local = {int(a): i for i, a in enumerate(self.ix)}
+        self._frac = None      # fractional positions of the tracked atoms
+        self._cart = None      # Cartesian positions when the start had no box
+        self._joined = []      # (local indices, label) of multi-fragment groups
+
+    def _locals(self, group):
+        return np.fromiter((self._local[int(a)] for a in group.ix), dtype=np.intp,
+                           count=len(group))
+
+    def start(self, positions, dimensions) -> np.ndarray:
+        """Make the groups whole in one structure (row 0, or a reference).
+
+        Parameters
+        ----------
+        positions : numpy.ndarray, shape (n_atoms, 3)
+            Every atom of the structure (Å).
+        dimensions : numpy.ndarray or None
+            Its box (MDAnalysis dimensions).
+
+        Returns
+        -------
+        numpy.ndarray, shape (len(ix), 3)
+            Whole positions of the tracked atoms.
+
+        Raises
+        ------
+        ConfigError
+            A group of several fragments spans half the box or more.
+        """
+        if self.ix.size == 0:
+            return np.empty((0, 3))
+        box = box_matrix(dimensions)
+        pos = np.asarray(positions, dtype=np.float64)
+        if box is None:  # no periodic boundaries known: take the structure as it is
+            self._cart = pos[self.ix].copy()
+            return self._cart.copy()
+        inv = np.linalg.inv(box)
+        frac = self._whole_fragments(pos, dimensions)[self.ix] @ inv
+        frac = self._join(frac, box)
+        self._frac = frac
+        return frac @ box
+
+    def _whole_fragments(self, pos, dimensions):
+        """Positions with every fragment that has a tracked atom made whole."""
+        u = self.universe
+        frags = fragment_ids(u)
+        if frags is None:
+            return pos
+        touched = np.unique(frags[self.ix])
+        atoms = u.atoms[np.isin(frags, touched)]
+        saved_pos, saved_dims = u.atoms.positions, u.dimensions
+        try:
+            u.atoms.positions = pos
+            u.dimensions = dimensions
+            whole = pos.copy()
+            whole[atoms.ix] = atoms.unwrap(compound="fragments", reference=None,
+                                           inplace=False)
+        finally:
+            u.atoms.positions, u.dimensions = saved_pos, saved_dims
+        return whole
+
+    def _join(self, frac, box):
+        """Move fragments of multi-fragment groups next to the group's first one."""
+        frags = fragment_ids(self.universe)
+        local_frag = (frags[self.ix] if frags is not None
+                      else np.arange(self.ix.size))  # no bonds: one atom each
+        shift = {}  # fragment -> integer box-vector shift, once placed
+        self._joined = []
+        for group, key, sel in self.groups:
+            idx = self._locals(group)
+            gfrag = local_frag[idx]
+            kinds = list(dict.fromkeys(gfrag.tolist()))
+            if len(kinds) < 2:
+                continue
+            self._joined.append((idx, key, sel))
+            centres = {f: frac[idx[gfrag == f]].mean(axis=0) for f in kinds}
+            anchor = next((f for f in kinds if f in shift), kinds[0])
+            shift.setdefault(anchor, np.zeros(3))
+            target = centres[anchor] + shift[anchor]
+            for f in kinds:
+                if f not in shift:
+                    shift[f] = np.round(target - centres[f])
+            moved = frac[idx].copy()
+            for f in kinds:
+                moved[gfrag == f] += shift[f]
+            self._check_extent(moved, key, sel, "the start structure", box,
+                               ConfigError, self.source)
+        for f, s in shift.items():
+            frac[local_frag == f] += s
+        return frac
+
+    @staticmethod
+    def _check_extent(frac, key, sel, where, box, error=PcoordError, source=None):
+        extent = np.ptp(frac, axis=0)
+        axis = int(np.argmax(extent))
+        if extent[axis] < 0.5:
+            return
+        length = np.linalg.norm(box[axis])
+        message = (f"selection {sel!r} has atoms of several molecules with no bonds between "
+                   f"them, and on {where} it spans {extent[axis] * length:.1f} Å along "
+                   f"box vector {'abc'[axis]}, more than half the box "
+                   f"({length / 2:.1f} Å), so it cannot be made whole without "
+                   f"ambiguity; select one molecule or a compact cluster, or use a "
+                   f"topology with bonds"
+                   + ("; a plugin whose function only uses minimum-image pair "
+                      "distances can set whole: false" if ".selections[" in key
+                      else ""))
+        if error is ConfigError:
+            raise ConfigError(message, source=source, key=key)
+        raise PcoordError(f"{key}: {message}")
+
+    def follow(self, positions, dimensions, where="a frame") -> np.ndarray:
+        """Whole positions of the tracked atoms in the next streamed frame.
+
+        Parameters
+        ----------
+        positions : numpy.ndarray, shape (n_atoms, 3)
+            The frame as the engine sent it (any images).
+        dimensions : numpy.ndarray or None
+            The frame's box (the start box when the stream has none).
+        where : str
+            Frame label for messages.
+
+        Raises
+        ------
+        PcoordError
+            An atom moved a quarter of the box or more since the previous frame, or a
+            multi-fragment group spans half the box.
+        """
+        if self.ix.size == 0:
+            return np.empty((0, 3))
+        pos = np.asarray(positions[self.ix], dtype=np.float64)
+        box = box_matrix(dimensions)
+        if box is None:
+            if self._frac is not None:
+                raise PcoordError(f"{where} has no box but the start structure has "
+                                  f"one; the groups cannot be followed")
+            self._cart = pos
+            return pos
+        inv = np.linalg.inv(box)
+        if self._frac is None:  # the start structure had no box
+            self._frac = self._cart @ inv
+        frac = pos @ inv
+        step = self._frac - frac
+        frac += np.round(step)
+        moved = np.abs(frac - self._frac)
+        if moved.size and moved.max() >= MAX_JUMP:
+            i, axis = np.unravel_index(np.argmax(moved), moved.shape)
+            length = np.linalg.norm(box[axis])
+            raise PcoordError(
+                f"atom {int(self.ix[i]) + 1} moved {moved[i, axis] * length:.1f} Å along "
+                f"box vector {'abc'[axis]} between {where} and the frame before it, "
+                f"more than a quarter of the box: molecules cannot be followed "
+                f"reliably. On the first frame this means the start structure "
+                f"(start:) is not the structure the engine starts from; otherwise "
+                f"stream frames more often (engine.frame_interval)")
+        self._frac = frac
+        for idx, key, sel in self._joined:
+            self._check_extent(frac[idx], key, sel, where, box)
+        return frac @ box
