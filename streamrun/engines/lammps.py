@@ -5,7 +5,9 @@ The input script receives three variables on the command line and must use them:
     fix stream all imd ${streamrun_port} version 3 trate ${streamrun_every} unwrap on
     run ${streamrun_nsteps}
 
-LAMMPS refuses port 0, so streamrun picks and reserves the port. With ``trate N``
+``unwrap on`` is optional: streamrun makes its groups whole itself (wrapped or
+unwrapped coordinates give the same pcoords). LAMMPS refuses port 0, so streamrun
+picks and reserves the port. With ``trate N``
 the first frame is step N (not step 0), so a segment of ``nsteps`` streams
 ``nsteps / N`` frames; pcoord row 0 comes from the start structure.
 """
