@@ -83,7 +83,8 @@ def run(args, work, say):
     sel_a = f"index 0:{k - 1}"
     pcoords = {
         "alpha1": {"type": "plugin", "name": "contacts",
-                   "function": f"{PLUGIN}:contacts", "selections": [sel_a, "all"]},
+                   "function": f"{PLUGIN}:contacts", "selections": [sel_a, "all"],
+                   "whole": False},
         "alpha0": {"type": "distance", "name": "d12", "a": "id 1", "b": "id 2"},
     }
     posthoc_args = {

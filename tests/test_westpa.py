@@ -175,7 +175,7 @@ def add_aux_dataset(sim):
          r"\g<0>\1datasets:\n\1  - name: na_o_min\n")
     edit(cfg, r"^  pcoord:\n",
          "  aux:\n    na_o_min:\n      - {type: plugin, function: 'na_o.py:na_o_min', "
-         "selections: ['type 3', 'type 1']}\n\\g<0>")
+         "selections: ['type 3', 'type 1'], whole: false}\n\\g<0>")
 
 
 def check_simulation(sim, check_dumps=True, aux=False):

@@ -64,7 +64,7 @@ def test_a_newtraj_then_a_continuing_segment_chain_through_westpas_files(
         lmp, nacl_lammps, tmp_path, no_engine_left):
     west_cfg(nacl_lammps, aux={"na_o_min": [{
         "type": "plugin", "function": "hydration.py:na_o_min",
-        "selections": ["type 3", "type 1"]}]}, trajectory={"every": 2})
+        "selections": ["type 3", "type 1"], "whole": False}]}, trajectory={"every": 2})
     (nacl_lammps / "hydration.py").write_text(
         "from MDAnalysis.lib.distances import distance_array\n"
         "def na_o_min(u, na, ow):\n"

@@ -55,6 +55,11 @@ class RMSD(Coordinate):
                "weights": Option("none (default) or mass: weights of the fit and the "
                                  "RMSD", "choice", "none", ("none", "mass"))}
 
+    @classmethod
+    def uses_box(cls, options):
+        # fit: none picks the group's image nearest the reference with the box
+        return str(options.get("fit")).strip().lower() == "none"
+
     def prepare(self, ctx):
         self.gs = ctx.select("select")
         self.no_fit = isinstance(self.fit, str) and self.fit.strip().lower() == "none"
