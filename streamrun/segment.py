@@ -298,7 +298,8 @@ def _calculator(config):
     """Build the pcoord calculator and row 0; check the columns against west.cfg."""
     calculator = PcoordCalculator(config)
     adapter = ADAPTERS[config.engine.name]
-    calculator.set_timestep_ps(adapter.timestep_ps(config.engine))
+    calculator.set_time_units(adapter.timestep_ps(config.engine),
+                              adapter.stream_time_to_ps(config.engine))
     row0 = calculator.start_row()
     ndim = getattr(config.system, "pcoord_ndim", None)
     width = len(calculator.column_names("pcoord"))

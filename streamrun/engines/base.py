@@ -65,6 +65,11 @@ class EngineAdapter:
         """Raise :class:`ConfigError` if a coordinate cannot be computed right from
         this engine's stream (``coordinates``: every PcoordSpec, aux included)."""
 
+    def stream_time_to_ps(self, engine) -> float | None:
+        """Factor from the time an IMD v3 stream carries to ps (IMD v3 defines ps,
+        but an engine may send its own units); None when it cannot be told."""
+        return 1.0
+
     def timestep_ps(self, engine) -> float | None:
         """The MD time step in ps when the engine input tells it, for streams that
         carry no time (IMD v2); None if unknown."""

@@ -20,6 +20,10 @@ from ..errors import ConfigError
 from .base import EngineAdapter, read_commands, resolve_executable
 
 PORT_VAR, EVERY_VAR, NSTEPS_VAR = "streamrun_port", "streamrun_every", "streamrun_nsteps"
+#: ps per time unit of each LAMMPS ``units`` style (fix imd sends LAMMPS' own time;
+#: lj is reduced: no factor).
+PS_PER_TIME_UNIT = {"real": 1e-3, "metal": 1.0, "si": 1e12, "cgs": 1e12,
+                    "electron": 1e-3, "micro": 1e6, "nano": 1e3}
 
 
 class LammpsAdapter(EngineAdapter):
@@ -78,6 +82,15 @@ class LammpsAdapter(EngineAdapter):
                 raise ConfigError("names starting with streamrun_ are set by streamrun",
                                   source=source, key=f"engine.variables.{name}")
         resolve_executable(self, engine, source)
+
+    def stream_time_to_ps(self, engine) -> float | None:
+        """From the input's ``units`` style (LAMMPS' default is lj: no factor)."""
+        style = "lj"
+        for _, command in read_commands(engine.input):
+            words = command.split()
+            if words[0] == "units" and len(words) > 1:
+                style = words[1]
+        return PS_PER_TIME_UNIT.get(style)
 
     def command(self, engine, executable, port):
         cmd = [executable, "-in", str(engine.input)]

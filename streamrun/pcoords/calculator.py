@@ -112,6 +112,7 @@ class PcoordCalculator:
         self._box_key = None
         self._frame_interval = config.engine.frame_interval
         self._dt = None
+        self._time_factor = 1.0
 
     # -- loading ------------------------------------------------------------
     def _load(self, structure, fmt, key):
@@ -203,6 +204,8 @@ class PcoordCalculator:
         whole = self.tracker.start(ts.positions, self.start_dimensions)
         ts.frame = 0
         ts.data.setdefault("step", 0)
+        if "time" not in ts.data:  # the start structure's file told none
+            ts.time = 0.0
         row = self._evaluate("the start structure", whole)
         self.columns = row.size
         return row
@@ -224,8 +227,9 @@ class PcoordCalculator:
         step : int, optional
             The engine's MD step (IMD v3); else ``index * frame_interval``.
         time : float, optional
-            Time in ps (IMD v3); else ``step * dt`` when the engine adapter knows
-            dt, relative to the segment's start.
+            Time as streamed (IMD v3), converted to ps with the adapter's factor;
+            else ``step * dt`` when the engine adapter knows dt, relative to the
+            segment's start.
         """
         ts = self._ts
         if isinstance(positions, np.ndarray) and positions.dtype == np.float32 and \
@@ -245,10 +249,12 @@ class PcoordCalculator:
                 self._box_key = key
         if index is not None:
             ts.frame = index
-            if step is None:
-                step = index * self._frame_interval
-                if time is None and self._dt is not None:
-                    time = step * self._dt
+        if time is not None:
+            time = None if self._time_factor is None else time * self._time_factor
+        elif index is not None and step is None:
+            step = index * self._frame_interval
+            if self._dt is not None:
+                time = step * self._dt
         if step is not None:
             ts.data["step"] = int(step)
         if time is not None:
@@ -256,9 +262,10 @@ class PcoordCalculator:
         whole = self.tracker.follow(ts.positions, ts.dimensions, label)
         return self._evaluate(label, whole)
 
-    def set_timestep_ps(self, dt):
-        """MD time step in ps, for ``ts.time`` when the stream carries no time."""
-        self._dt = dt
+    def set_time_units(self, dt_ps, stream_time_to_ps):
+        """The MD time step in ps (for ``ts.time`` when the stream carries no time)
+        and the factor from the stream's time to ps (None: no time is reported)."""
+        self._dt, self._time_factor = dt_ps, stream_time_to_ps
 
     # -- naming -------------------------------------------------------------
     def column_names(self, dataset="pcoord") -> list[str]:
