@@ -227,8 +227,9 @@ def listener_in_tree(pid: int, port: int) -> int | None:
 def engine_peers(pid: int, port: int) -> list[tuple[str, int]]:
     """Remote addresses of the IMD clients ``pid``'s tree has accepted on ``port``.
 
-    Only established TCP connections whose local end is ``port`` count; a
-    connection still waiting in the listen backlog is not the engine's yet.
+    Every connection the engine holds on ``port`` counts, also one the client
+    has already closed (``CLOSE_WAIT``); a connection still waiting in the listen
+    backlog is not the engine's yet and is not seen.
     """
     peers = []
     for proc in engine_tree(pid):
@@ -237,7 +238,7 @@ def engine_peers(pid: int, port: int) -> list[tuple[str, int]]:
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
         for conn in conns:
-            if conn.status == psutil.CONN_ESTABLISHED and conn.laddr and \
+            if conn.status != psutil.CONN_LISTEN and conn.laddr and \
                     conn.laddr.port == port and conn.raddr:
                 peers.append((conn.raddr.ip, conn.raddr.port))
     return peers
