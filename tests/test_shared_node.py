@@ -185,3 +185,149 @@ def test_forces_pushed_by_a_client_that_left_fail_the_command_with_one_line(
     assert proc.returncode == 1 and len(lines) == 1, err
     assert lines[0].startswith("streamrun: error: another process")
     assert not (workdir / "pcoord.dat").exists()
+
+
+# --- the port lock folder in a shared /tmp ---------------------------------------
+
+OTHER_UID = 4242  # "another user" (the tests run as root, which may chown)
+
+
+@pytest.fixture
+def lock_dir(tmp_path, monkeypatch):
+    """Where this test's port lock folder goes (through STREAMRUN_LOCK_DIR)."""
+    path = tmp_path / "shared-tmp" / "streamrun-ports"
+    monkeypatch.setenv("STREAMRUN_LOCK_DIR", str(path))
+    return path
+
+
+def refusal(lock_dir):
+    with pytest.raises(PortError) as info:
+        ports.reserve_port().release()
+    message = str(info.value)
+    assert "\n" not in message and "STREAMRUN_LOCK_DIR" in message
+    return message
+
+
+def test_the_lock_folder_is_created_private(lock_dir):
+    reservation = ports.reserve_port()
+    try:
+        info = os.lstat(lock_dir)
+        assert stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == os.getuid()
+        assert (lock_dir / f"{reservation.port}.lock").exists()
+    finally:
+        reservation.release()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a folder away needs root")
+def test_a_lock_folder_another_user_created_is_refused(lock_dir):
+    lock_dir.mkdir(parents=True, mode=0o700)
+    os.chown(lock_dir, OTHER_UID, -1)
+    message = refusal(lock_dir)
+    assert str(lock_dir) in message and "another user (uid 4242" in message
+
+
+def test_a_lock_folder_others_can_write_is_refused(lock_dir):
+    lock_dir.mkdir(parents=True)
+    os.chmod(lock_dir, 0o777)  # as another user would leave it for the victim
+    message = refusal(lock_dir)
+    assert str(lock_dir) in message and "writable by other users (mode 777" in message
+
+
+def test_a_file_or_a_link_in_place_of_the_lock_folder_is_refused(lock_dir, tmp_path):
+    lock_dir.parent.mkdir(parents=True)
+    lock_dir.write_text("")
+    assert "is not a folder" in refusal(lock_dir)
+    lock_dir.unlink()
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    lock_dir.symlink_to(tmp_path / "elsewhere")
+    assert "is a symbolic link" in refusal(lock_dir)
+
+
+def test_a_planted_lock_file_link_is_refused_not_followed(lock_dir, tmp_path,
+                                                         monkeypatch):
+    lock_dir.mkdir(parents=True, mode=0o700)
+    victim = tmp_path / "victim-file"
+    port = ports._free_port()
+    (lock_dir / f"{port}.lock").symlink_to(victim)
+    monkeypatch.setattr(ports, "_free_port", lambda: port)
+    message = refusal(lock_dir)
+    assert f"{port}.lock" in message and "is a symbolic link" in message
+    assert not victim.exists()  # nothing was created where the link pointed
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a file away needs root")
+def test_a_lock_file_of_another_user_is_refused(lock_dir, monkeypatch):
+    lock_dir.mkdir(parents=True, mode=0o700)
+    port = ports._free_port()
+    planted = lock_dir / f"{port}.lock"
+    planted.write_text("")
+    os.chown(planted, OTHER_UID, -1)
+    monkeypatch.setattr(ports, "_free_port", lambda: port)
+    assert "not a regular file of yours" in refusal(lock_dir)
+
+
+def test_a_refused_lock_folder_is_one_line_before_any_engine_starts(lmp, tmp_path,
+                                                                   lock_dir,
+                                                                   no_engine_left):
+    lock_dir.mkdir(parents=True)
+    os.chmod(lock_dir, 0o777)
+    config = make_tiny_sim(tmp_path / "sim", lmp)
+    proc = subprocess.run([*STREAMRUN, "run", "-c", str(config), "-w",
+                           str(tmp_path / "seg")], capture_output=True, text=True,
+                          timeout=60)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("streamrun: error: refusing the port lock folder")
+    assert not (tmp_path / "seg" / "streamrun-engine.log").exists()
+
+
+# --- the engine log's disk fills up -----------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB file system, nearly full (a real tmpfs; needs root)."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs",
+                           str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
+    try:
+        (mount / "filler").write_bytes(b"x" * (56 * 1024))
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def run_cli(config, workdir, *args, timeout=120):
+    start = time.monotonic()
+    proc = subprocess.run([*STREAMRUN, "run", "-c", str(config), "-w", str(workdir),
+                           *args], capture_output=True, text=True, timeout=timeout)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("streamrun: error: "), proc.stderr
+    return proc, lines[0], time.monotonic() - start
+
+
+def test_a_full_disk_under_the_engine_log_fails_the_segment_at_once(
+        lmp, tmp_path, small_disk, no_engine_left, capsys):
+    """The engine prints faster than the last few KiB of the disk last: the log
+    cannot be written, the drain goes on emptying the pipe, and the segment fails
+    at once instead of waiting stream.timeout for a stalled engine."""
+    config = make_tiny_sim(tmp_path / "sim", lmp, nsteps=400000, every=10,
+                           before_imd="thermo 1")
+    log = small_disk / "engine.log"
+    proc, line, elapsed = run_cli(config, tmp_path / "seg", "--set", f"log={log}")
+    assert proc.returncode == 1
+    assert f"cannot write the engine log {log} (No space left on device)" in line
+    assert elapsed < 20
+    assert not (tmp_path / "seg" / "pcoord.dat").exists()
+    with capsys.disabled():
+        print(f"\n  full disk under the log: failed in {elapsed:.2f} s")
+
+
+def test_a_log_that_cannot_be_written_at_start_fails_before_the_engine_starts(
+        lmp, tmp_path, no_engine_left):
+    config = make_tiny_sim(tmp_path / "sim", lmp)
+    proc, line, _ = run_cli(config, tmp_path / "seg", "--set", "log=/dev/full")
+    assert proc.returncode == 1
+    assert "cannot write the engine log /dev/full (No space left on device)" in line
