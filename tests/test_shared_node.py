@@ -331,3 +331,71 @@ def test_a_log_that_cannot_be_written_at_start_fails_before_the_engine_starts(
     proc, line, _ = run_cli(config, tmp_path / "seg", "--set", "log=/dev/full")
     assert proc.returncode == 1
     assert "cannot write the engine log /dev/full (No space left on device)" in line
+
+
+# --- bounded time and memory before the engine starts ----------------------------
+
+def test_a_fifo_or_a_device_given_as_input_is_refused_at_once(lmp, tmp_path):
+    """A FIFO blocks whoever opens it, /dev/zero never ends: both are refused
+    before anything reads them, with one line naming the key."""
+    config = make_tiny_sim(tmp_path / "sim", lmp)
+    fifo = tmp_path / "sim" / "pipe"
+    os.mkfifo(fifo)
+    cases = {"engine.input": f"engine.input={fifo}", "topology": f"topology={fifo}",
+             "start": f"start={fifo}"}
+    for key, override in cases.items():
+        proc, line, elapsed = run_cli(config, tmp_path / "seg", "--set", override,
+                                      timeout=30)
+        assert proc.returncode == 2 and elapsed < 10
+        assert f"key '{key}'" in line and "is a FIFO (named pipe)" in line, line
+    proc, line, _ = run_cli(config, tmp_path / "seg", "--set", "topology=/dev/zero",
+                            timeout=30)
+    assert proc.returncode == 2 and "'/dev/zero' is a device" in line
+    proc = subprocess.run([*STREAMRUN, "run", "-c", str(fifo)], capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 2 and "is a FIFO (named pipe)" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_an_absurdly_large_config_is_refused_without_reading_it(tmp_path):
+    big = tmp_path / "big.yaml"
+    with open(big, "wb") as f:
+        f.truncate(2**40)  # a sparse terabyte
+    with pytest.raises(ConfigError, match=r"the file is 1048576 MiB; streamrun reads "
+                                          r"at most 16 MiB from it"):
+        load(big, environ={})
+
+
+BILLION_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{n}: &{n} [{', '.join(['*' + p] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+
+
+def test_a_yaml_alias_bomb_is_refused_fast_and_in_little_memory(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BILLION_LAUGHS + "engine: *i\n")
+    assert len(BILLION_LAUGHS) < 600
+    t0 = time.process_time()
+    with pytest.raises(ConfigError) as info:
+        load(path, environ={})
+    assert time.process_time() - t0 < 1.0
+    assert "aliases (*name) expand to more than 100000 values" in str(info.value)
+    assert len(str(info.value)) < 400
+
+
+def test_a_config_value_that_is_huge_is_cut_short_in_the_message(tmp_path):
+    path = tmp_path / "big-value.yaml"
+    path.write_text("engine: [" + ", ".join(["x" * 50] * 20000) + "]\n")
+    with pytest.raises(ConfigError) as info:
+        load(path, environ={})
+    assert "key 'engine': must be a mapping" in str(info.value)
+    assert len(str(info.value)) < 500
+
+
+def test_a_config_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("engine:\n  input: données.in\n".encode("latin-1"))
+    proc = subprocess.run([*STREAMRUN, "run", "-c", str(path)], capture_output=True,
+                          text=True, timeout=30)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "is not UTF-8 text (byte 0xe9 on line 2)" in lines[0]
