@@ -399,3 +399,54 @@ def test_a_config_that_is_not_utf8_is_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert "is not UTF-8 text (byte 0xe9 on line 2)" in lines[0]
+
+
+# --- plugins that exit or never return -------------------------------------------
+
+PLUGIN = """\
+import sys, time
+calls = 0
+def f(u, a):
+    global calls
+    calls += 1
+    if calls == {on_call}:
+        {action}
+    return a.positions[0, 0]
+"""
+
+
+def plugin_sim(tmp_path, lmp, on_call, action, **config):
+    """The tiny system with a plugin pcoord that misbehaves on its ``on_call``-th
+    call (1: row 0, the start structure; 3: frame 2)."""
+    sim = tmp_path / "sim"
+    sim.mkdir(exist_ok=True)
+    (sim / "bad.py").write_text(PLUGIN.format(on_call=on_call, action=action))
+    return make_tiny_sim(sim, lmp, pcoord=[{"type": "plugin", "function": "bad.py:f",
+                                            "name": "x0", "selections": ["index 0"]}],
+                         **config)
+
+
+@pytest.mark.parametrize("on_call, where", [(1, "the start structure"),
+                                            (3, "frame 2 (step 20)")])
+def test_a_plugin_that_calls_sys_exit_is_blamed_in_one_line(lmp, tmp_path, on_call,
+                                                           where, no_engine_left):
+    config = plugin_sim(tmp_path, lmp, on_call, "sys.exit(0)")
+    proc, line, elapsed = run_cli(config, tmp_path / "seg")
+    assert proc.returncode == 1 and elapsed < 30
+    assert f"pcoord[0] (x0) called sys.exit(0) on {where}" in line, line
+    assert not (tmp_path / "seg" / "pcoord.dat").exists()
+
+
+@pytest.mark.parametrize("on_call, where", [(1, "the start structure"),
+                                            (3, "frame 2 (step 20)")])
+def test_a_plugin_that_never_returns_fails_after_pcoord_timeout(
+        lmp, tmp_path, on_call, where, no_engine_left, capsys):
+    config = plugin_sim(tmp_path, lmp, on_call, "time.sleep(3600)",
+                        pcoord_timeout=1.5)
+    proc, line, elapsed = run_cli(config, tmp_path / "seg")
+    assert proc.returncode == 1
+    assert (f"pcoord[0] (x0) did not return within 1.5 s (pcoord_timeout) on "
+            f"{where}") in line, line
+    assert elapsed < 15
+    with capsys.disabled():
+        print(f"\n  plugin hung on {where}: failed in {elapsed:.2f} s")
