@@ -28,7 +28,7 @@ from streamrun.errors import (ConfigError, FolderError, ForeignClientError, LogE
                               PcoordError, PortError)
 from streamrun.segment import run_segment
 
-from streaming import STREAMRUN
+from streaming import STREAMRUN, start_streaming
 from tiny_lj import make_tiny_sim
 
 READY = re.compile(rb"Waiting for IMD connection on port (\d+)")
@@ -450,3 +450,23 @@ def test_a_plugin_that_never_returns_fails_after_pcoord_timeout(
     assert elapsed < 15
     with capsys.disabled():
         print(f"\n  plugin hung on {where}: failed in {elapsed:.2f} s")
+
+
+# --- the segment folder vanishes during the run ----------------------------------
+
+def test_a_segment_folder_deleted_during_the_run_stops_it_at_once(lmp, tmp_path,
+                                                                 no_engine_left,
+                                                                 capsys):
+    config = make_tiny_sim(tmp_path / "sim", lmp, nsteps=400000, every=10)
+    workdir = tmp_path / "seg"
+    proc = start_streaming(config, workdir)
+    shutil.rmtree(workdir)
+    t0 = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    elapsed = time.monotonic() - t0
+    lines = err.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, err
+    assert f"the folder {workdir} ('engine.workdir') was deleted" in lines[0]
+    assert elapsed < 10
+    with capsys.disabled():
+        print(f"\n  segment folder deleted: failed {elapsed:.2f} s after the deletion")
