@@ -150,6 +150,13 @@ def _connect_only_client(engine, port, n_atoms, buffer_bytes, timeout, rate=None
     except StreamError:
         # e.g. no handshake: the engine may be serving a client that came first
         _refuse_foreign_client(engine, port)
+        if engine.wait(1.0) == 0:
+            # it waits for a client before its first step: one that was not us
+            # had the whole segment
+            raise ForeignClientError(
+                f"the engine ran its whole segment with another IMD client and "
+                f"exited before streamrun could connect to port {port}; "
+                + _FOREIGN_ADVICE) from None
         raise
     own = tuple(client._conn.getsockname()[:2])  # imdclient's socket is _conn
     try:
@@ -161,12 +168,15 @@ def _connect_only_client(engine, port, n_atoms, buffer_bytes, timeout, rate=None
     return client, own
 
 
+_FOREIGN_ADVICE = ("its frames may have been read or forces pushed into it, so the "
+                   "segment is discarded; run it again, and see 'On a shared node' "
+                   "in streamrun's README")
+
+
 def _refuse_foreign_client(engine, port, own=None):
     """Raise :class:`ForeignClientError` if the engine has, or had, an IMD client
     other than ``own`` (streamrun's socket address; None before connecting)."""
-    advice = ("its frames may have been read or forces pushed into it, so the "
-              "segment is discarded; run it again, and see 'On a shared node' in "
-              "streamrun's README")
+    advice = _FOREIGN_ADVICE
     for peer in engine_peers(engine.pid, port):
         if peer != own:
             when = "first" if own is None else "besides streamrun"

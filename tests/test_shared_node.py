@@ -31,7 +31,9 @@ from streamrun.segment import run_segment
 from streaming import STREAMRUN, start_streaming
 from tiny_lj import make_tiny_sim
 
-READY = re.compile(rb"Waiting for IMD connection on port (\d+)")
+#: The line each engine prints once it accepts IMD connections (group 1: port).
+READY = {"lammps": re.compile(rb"Waiting for IMD connection on port (\d+)"),
+         "gromacs": re.compile(rb"Listening for IMD connection on port (\d+)")}
 
 
 def _recv_exactly(sock, n):
@@ -51,14 +53,16 @@ class ForeignClient(threading.Thread):
     - ``silent``: sends nothing (reads the engine's handshake, never answers GO);
     - ``handshake``: completes the handshake and reads the frames;
     - ``forces``: completes the handshake, pushes IMD_MDCOMM forces on atom 0 for
-      20 ms, sends IMD_DISCONNECT and leaves (the engine then accepts streamrun).
+      20 ms, sends IMD_DISCONNECT and leaves (the engine then accepts streamrun);
+    - ``whole``: completes the handshake and reads every frame until the engine
+      has finished the segment and closed the connection.
 
     ``ready`` is set once it has done so; ``address`` is its socket's address.
     """
 
-    def __init__(self, log: Path, behaviour: str):
+    def __init__(self, log: Path, behaviour: str, engine: str = "lammps"):
         super().__init__(daemon=True, name=f"foreign-{behaviour}")
-        self.log, self.behaviour = log, behaviour
+        self.log, self.behaviour, self.ready_line = log, behaviour, READY[engine]
         self.ready = threading.Event()
         self.address = None
         self.error = None
@@ -67,7 +71,7 @@ class ForeignClient(threading.Thread):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.log.exists():
-                m = READY.search(self.log.read_bytes())
+                m = self.ready_line.search(self.log.read_bytes())
                 if m:
                     return int(m.group(1))
             time.sleep(0.005)
@@ -77,10 +81,13 @@ class ForeignClient(threading.Thread):
         try:
             with socket.create_connection(("127.0.0.1", self._port()), timeout=30) as s:
                 self.address = s.getsockname()[:2]
-                _recv_exactly(s, 8)  # IMD_HANDSHAKE: the engine accepted us
-                kind, length = struct.unpack("!ii", _recv_exactly(s, 8))
-                if kind == IMDHeaderType.IMD_SESSIONINFO.value:  # IMD v3
-                    _recv_exactly(s, length)
+                # IMD_HANDSHAKE (the engine accepted us); its length field is the
+                # protocol version in the engine's byte order
+                version = _recv_exactly(s, 8)[4:]
+                if 3 in (struct.unpack("<i", version)[0],
+                         struct.unpack(">i", version)[0]):
+                    _, length = struct.unpack("!ii", _recv_exactly(s, 8))
+                    _recv_exactly(s, length)  # IMD v3 session info
                 if self.behaviour == "silent":
                     self.ready.set()
                     s.recv(1)  # until the engine gives up on us
@@ -96,9 +103,11 @@ class ForeignClient(threading.Thread):
                     s.sendall(create_header_bytes(IMDHeaderType.IMD_DISCONNECT, 0))
                     self.ready.set()
                     return
-                self.ready.set()
+                if self.behaviour == "handshake":
+                    self.ready.set()
                 while s.recv(65536):  # read every frame meant for streamrun
                     pass
+                self.ready.set()
         except Exception as e:  # reported by the test
             self.error = e
             self.ready.set()
@@ -122,7 +131,9 @@ def test_a_foreign_imd_client_fails_the_segment_naming_it(lmp, tmp_path, monkeyp
                                                            capsys):
     workdir = tmp_path / "seg"
     workdir.mkdir()
-    config = load(make_tiny_sim(tmp_path / "sim", lmp, nsteps=200, every=10),
+    # long enough that the engine still runs when streamrun looks (see the next
+    # test for a foreign client that had the whole segment)
+    config = load(make_tiny_sim(tmp_path / "sim", lmp, nsteps=20000, every=10),
                   [f"engine.workdir={workdir}"], environ={})
     foreign = ForeignClient(config.log, behaviour)
     _streamrun_connects_after(foreign, monkeypatch)
@@ -142,6 +153,22 @@ def test_a_foreign_imd_client_fails_the_segment_naming_it(lmp, tmp_path, monkeyp
     assert not (workdir / "pcoord.dat").exists()
     with capsys.disabled():
         print(f"\n  foreign client ({behaviour}): failed in {elapsed:.2f} s: {message}")
+
+
+def test_a_foreign_client_that_had_the_whole_segment_fails_it(lmp, tmp_path,
+                                                               monkeypatch,
+                                                               no_engine_left):
+    workdir = tmp_path / "seg"
+    workdir.mkdir()
+    config = load(make_tiny_sim(tmp_path / "sim", lmp, nsteps=100, every=10),
+                  [f"engine.workdir={workdir}"], environ={})
+    foreign = ForeignClient(config.log, "whole")
+    _streamrun_connects_after(foreign, monkeypatch)
+    foreign.start()
+    with pytest.raises(ForeignClientError, match="the engine ran its whole segment "
+                                                 "with another IMD client"):
+        run_segment(config)
+    assert foreign.error is None, foreign.error
 
 
 #: streamrun's command line, with its connection held back until a file appears:
@@ -470,3 +497,26 @@ def test_a_segment_folder_deleted_during_the_run_stops_it_at_once(lmp, tmp_path,
     assert elapsed < 10
     with capsys.disabled():
         print(f"\n  segment folder deleted: failed {elapsed:.2f} s after the deletion")
+
+
+@pytest.mark.engine("gromacs")
+@pytest.mark.parametrize("behaviour", ["handshake", "forces"])
+def test_a_foreign_client_of_mdrun_fails_the_segment_naming_it(gmx, tmp_path,
+                                                               monkeypatch, behaviour,
+                                                               no_engine_left):
+    sim = tmp_path / "nacl_gromacs"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "example_sims" /
+                    "nacl_gromacs", sim)
+    (sim / "seg").mkdir()
+    config = load(sim / "streamrun.yaml", [f"engine.workdir={sim / 'seg'}",
+                                           "engine.nsteps=100"], environ={})
+    foreign = ForeignClient(config.log, behaviour, engine="gromacs")
+    _streamrun_connects_after(foreign, monkeypatch)
+    foreign.start()
+    with pytest.raises(ForeignClientError) as info:
+        run_segment(config)
+    foreign.join(30)
+    assert foreign.error is None, foreign.error
+    host, port = foreign.address
+    assert f"(from {host}:{port})" in str(info.value) or \
+        "Disconnecting client" in str(info.value)
