@@ -43,6 +43,7 @@ Config keys (YAML; in west.cfg under 'streamrun:'; paths relative to the file):
   log                     engine log (streamrun-engine.log)
   stream.timeout          s without a frame before failing (600)
   stream.buffer_mb        imdclient frame buffer (10)
+  pcoord_timeout          s one pcoord row may take before failing (300)
 Lengths are in Å."""
 
 
