@@ -130,6 +130,11 @@ def _launch(config, adapter, executable, log, check_parent=None):
                     f"ports on this node")
 
 
+_FOREIGN_ADVICE = ("its frames may have been read or forces pushed into it, so the "
+                   "segment is discarded; run it again, and see 'On a shared node' "
+                   "in streamrun's README")
+
+
 def _connect_only_client(engine, port, n_atoms, buffer_bytes, timeout, rate=None):
     """Connect to the engine and make sure streamrun is its only IMD client.
 
@@ -168,25 +173,20 @@ def _connect_only_client(engine, port, n_atoms, buffer_bytes, timeout, rate=None
     return client, own
 
 
-_FOREIGN_ADVICE = ("its frames may have been read or forces pushed into it, so the "
-                   "segment is discarded; run it again, and see 'On a shared node' "
-                   "in streamrun's README")
-
-
 def _refuse_foreign_client(engine, port, own=None):
     """Raise :class:`ForeignClientError` if the engine has, or had, an IMD client
     other than ``own`` (streamrun's socket address; None before connecting)."""
-    advice = _FOREIGN_ADVICE
     for peer in engine_peers(engine.pid, port):
         if peer != own:
             when = "first" if own is None else "besides streamrun"
             raise ForeignClientError(
                 f"another process connected to the engine's IMD port {port} {when} "
-                f"(from {peer[0]}:{peer[1]}); " + advice)
+                f"(from {peer[0]}:{peer[1]}); " + _FOREIGN_ADVICE)
     if engine.foreign_client_line is not None:
         raise ForeignClientError(
             f"another process was an IMD client of the engine (port {port}) besides "
-            f"streamrun: the engine logged {engine.foreign_client_line!r}; " + advice)
+            f"streamrun: the engine logged {engine.foreign_client_line!r}; "
+            + _FOREIGN_ADVICE)
 
 
 class _NoReservation:
@@ -431,7 +431,7 @@ def describe(config) -> str:
               f"{config.engine.frame_interval} steps)"]
     for spec in config.pcoords:
         lines.append(f"pcoord:      {spec.key}: {spec.type} {spec.options}")
-    calculator.start_row()
+    guard.call(calculator.start_row, config.pcoord_timeout, "the start structure")
     lines.append(f"columns:     {', '.join(calculator.column_names())} (Å)")
     for name, (specs, path) in config.aux.items():
         lines.append(f"aux:         {name} -> {path}")

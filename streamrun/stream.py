@@ -166,7 +166,9 @@ class FrameReader(threading.Thread):
                 self.computing = (time.monotonic(), label)
                 try:
                     row = self.calculator.frame_row(frame.positions, frame.box, label)
-                except SystemExit as e:  # a plugin's sys.exit(): its fault, not the stream's
+                except SystemExit as e:
+                    # a plugin's sys.exit(): its fault, not the stream's (left
+                    # alone, it would end this thread without a word)
                     raise guard.exit_error(e, label) from None
                 finally:
                     self.computing = None

@@ -4,9 +4,10 @@ The engine's stdout and stderr go through one pipe that a thread drains into the
 file line by line (a pipe nobody reads stalls the engine), watching for the
 adapter's readiness, bind-failure and IMD-client lines. The drain never stops
 reading while the engine runs: if the log cannot be written (disk full, quota),
-it keeps emptying the pipe and records the error for the segment to report. Stopping walks the tree with psutil:
-PyPI's ``lmp`` is a Python launcher whose child is the real engine, so killing only
-the process we started would leave the engine running.
+it keeps emptying the pipe and records the error for the segment to report.
+Stopping walks the tree with psutil: PyPI's ``lmp`` is a Python launcher whose child
+is the real engine, so killing only the process we started would leave the engine
+running.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ The foreign IMD client here is a real one, written with imdclient's protocol hel
 that connects to 127.0.0.1 only, the way another user's process on the node could.
 """
 
-import errno
 import os
 import re
 import shutil
@@ -18,14 +17,12 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from imdclient.IMDProtocol import IMDHeaderType, create_header_bytes
 
-from streamrun import ports, segment, supervise
+from streamrun import ports, segment
 from streamrun.config import load
-from streamrun.errors import (ConfigError, FolderError, ForeignClientError, LogError,
-                              PcoordError, PortError)
+from streamrun.errors import ConfigError, ForeignClientError, PortError
 from streamrun.segment import run_segment
 
 from streaming import STREAMRUN, start_streaming
@@ -520,3 +517,11 @@ def test_a_foreign_client_of_mdrun_fails_the_segment_naming_it(gmx, tmp_path,
     host, port = foreign.address
     assert f"(from {host}:{port})" in str(info.value) or \
         "Disconnecting client" in str(info.value)
+
+
+def test_pcoord_timeout_must_be_a_positive_number(lmp, tmp_path):
+    config = make_tiny_sim(tmp_path / "sim", lmp)
+    for bad in ("0", "soon"):
+        with pytest.raises(ConfigError, match="key 'pcoord_timeout'"):
+            load(config, [f"pcoord_timeout={bad}"], environ={})
+    assert load(config, environ={}).pcoord_timeout == 300.0
