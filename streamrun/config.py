@@ -20,6 +20,8 @@ from typing import Any
 import yaml
 
 from . import westpa
+from .inputs import (MAX_STRUCTURE_BYTES, MAX_TEXT_BYTES, InputFileError,
+                     check_regular, read_text, short)
 from .westpa import CONTINUES, NEWTRAJ
 from .errors import ConfigError
 
@@ -66,6 +68,8 @@ TOP_KEYS = {
     "trajectory": "write a trajectory from the stream: {every: N, format: dcd}; "
     "off unless given",
     "get_pcoord": "WESTPA get_pcoord job: {structure: '{struct}'}",
+    "pcoord_timeout": "seconds one pcoord row (the start structure's, or a frame's) "
+    "may take before the segment fails (default 300)",
 }
 FILES_KEYS = {"continues": "source for a continuing segment (no newtraj: -> only "
                            "continuing segments get the file)",
@@ -153,6 +157,7 @@ class Config:
     trajectory: TrajectorySpec | None = None
     system: object = None
     mode: str = "segment"
+    pcoord_timeout: float = 300.0
 
 
 def load_yaml(path: Path) -> dict:
@@ -161,15 +166,19 @@ def load_yaml(path: Path) -> dict:
     Raises
     ------
     ConfigError
-        If the file is missing, is not YAML, or has no streamrun settings.
+        If the file is missing, is not a regular UTF-8 file of at most 16 MiB, is
+        not YAML (or its aliases expand without bound), or has no streamrun
+        settings.
     """
     try:
-        text = Path(path).read_text()
+        text = read_text(Path(path), MAX_TEXT_BYTES)
     except FileNotFoundError:
         raise ConfigError("file not found; pass an existing file with --config",
                           source=path) from None
     except OSError as e:
         raise ConfigError(f"cannot read it ({e.strerror})", source=path) from None
+    except InputFileError as e:
+        raise ConfigError(f"the file {e}", source=path) from None
     try:
         data = westpa.read_yaml(text)
     except yaml.YAMLError as e:
@@ -231,7 +240,8 @@ def _mapping(data, key, source, required=False):
             raise ConfigError("missing; it is required", source=source, key=key)
         return {}
     if not isinstance(value, dict):
-        raise ConfigError(f"must be a mapping, got {value!r}", source=source, key=key)
+        raise ConfigError(f"must be a mapping, got {short(value)}", source=source,
+                          key=key)
     return value
 
 
@@ -243,7 +253,7 @@ def _number(value, key, source, kind=int, minimum=None, default=None, maximum=No
     if isinstance(value, bool) or not isinstance(value, (int, float)) or \
             not math.isfinite(value) or (kind is int and not float(value).is_integer()):
         raise ConfigError(f"must be {'an integer' if kind is int else 'a number'}, "
-                          f"got {value!r}", source=source, key=key)
+                          f"got {short(value)}", source=source, key=key)
     value = kind(value)
     if minimum is not None and value < minimum:
         raise ConfigError(f"must be >= {minimum}, got {value}", source=source, key=key)
@@ -254,8 +264,8 @@ def _number(value, key, source, kind=int, minimum=None, default=None, maximum=No
 
 def _flag(value, key, source):
     if not isinstance(value, bool):
-        raise ConfigError(f"must be true or false, got {value!r}", source=source,
-                          key=key)
+        raise ConfigError(f"must be true or false, got {short(value)}",
+                          source=source, key=key)
     return value
 
 
@@ -265,7 +275,8 @@ def _string(value, key, source, required=False):
             raise ConfigError("missing; it is required", source=source, key=key)
         return None
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-        raise ConfigError(f"must be a string, got {value!r}", source=source, key=key)
+        raise ConfigError(f"must be a string, got {short(value)}", source=source,
+                          key=key)
     return str(value)
 
 
@@ -279,6 +290,19 @@ def _path(value, key, source, base, must_exist=True):
     if must_exist and not path.exists():
         raise ConfigError(f"file '{path}' does not exist; fix the path (relative "
                           f"paths are relative to {base})", source=source, key=key)
+    return path
+
+
+def _regular(path, key, source, limit):
+    """Refuse a file that would hang or flood streamrun before the engine starts
+    (a FIFO, a device such as /dev/zero, an absurd size); None passes."""
+    if path is None or not path.exists():
+        return path
+    try:
+        check_regular(path, limit)
+    except InputFileError as e:
+        raise ConfigError(f"'{path}' {e}; give a regular file", source=source,
+                          key=key) from None
     return path
 
 
@@ -363,16 +387,16 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
     if isinstance(args, str):
         args = args.split()
     if not isinstance(args, list):
-        raise ConfigError(f"must be a list of strings, got {args!r}", source=source,
-                          key="engine.args")
+        raise ConfigError(f"must be a list of strings, got {short(args)}",
+                          source=source, key="engine.args")
     variables = eng.get("variables") or {}
     if not isinstance(variables, dict):
-        raise ConfigError(f"must be a mapping name: value, got {variables!r}",
+        raise ConfigError(f"must be a mapping name: value, got {short(variables)}",
                           source=source, key="engine.variables")
     for k, v in variables.items():
         if isinstance(v, (dict, list)) or v is None:
-            raise ConfigError(f"must be a single value, got {v!r}", source=source,
-                              key=f"engine.variables.{k}")
+            raise ConfigError(f"must be a single value, got {short(v)}",
+                              source=source, key=f"engine.variables.{k}")
     nsteps = _number(eng.get("nsteps"), "engine.nsteps", source, minimum=1)
     interval = _number(eng.get("frame_interval"), "engine.frame_interval", source,
                        minimum=1)
@@ -382,7 +406,8 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
                           source=source, key="engine.nsteps")
     engine = EngineConfig(
         name=name,
-        input=ctx.path(eng.get("input"), "engine.input"),
+        input=_regular(ctx.path(eng.get("input"), "engine.input"), "engine.input",
+                       source, MAX_TEXT_BYTES),
         executable=_string(eng.get("executable"), "engine.executable", source),
         args=tuple(ctx.fill(a, f"engine.args[{i}]") for i, a in enumerate(args)),
         variables={str(k): ctx.fill(v, f"engine.variables.{k}")
@@ -437,20 +462,23 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
         engine, [*pcoords, *(s for specs, _ in aux.values() for s in specs)], source)
     get_pc = _mapping(data, "get_pcoord", source)
     _check_keys(get_pc, GET_PCOORD_KEYS, source, "get_pcoord.")
-    start = ctx.path(data.get("start"), "start", must_exist=False)
+    start = _regular(ctx.path(data.get("start"), "start", must_exist=False), "start",
+                     source, MAX_STRUCTURE_BYTES)
     if mode == "pcoord":
         start = ctx.path(get_pc.get("structure", "{struct}"), "get_pcoord.structure")
         if start.is_dir():
             raise ConfigError(f"'{start}' is a folder; set get_pcoord.structure to the "
                               f"structure file in it, e.g. '{{struct}}/start.data'",
                               source=source, key="get_pcoord.structure")
+        _regular(start, "get_pcoord.structure", source, MAX_STRUCTURE_BYTES)
         rows = 1
     if "topology" not in data:
         raise ConfigError("missing; it is required", source=source, key="topology")
     return Config(
         source=source,
         engine=engine,
-        topology=ctx.path(data.get("topology"), "topology"),
+        topology=_regular(ctx.path(data.get("topology"), "topology"), "topology",
+                          source, MAX_STRUCTURE_BYTES),
         topology_format=_string(data.get("topology_format"), "topology_format", source),
         topology_options=dict(topo_opts),
         start=start,
@@ -477,6 +505,8 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
         trajectory=_trajectory(data.get("trajectory"), ctx, environ, workdir),
         system=system,
         mode=mode,
+        pcoord_timeout=_number(data.get("pcoord_timeout"), "pcoord_timeout", source,
+                               kind=float, minimum=0.1, default=300.0),
     )
 
 

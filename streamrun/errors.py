@@ -50,6 +50,23 @@ class StreamError(StreamrunError):
     """The IMD stream broke, ended early, or sent more frames than asked."""
 
 
+class ForeignClientError(StreamrunError):
+    """Another process than streamrun was (or is) the engine's IMD client.
+
+    Engines accept the first client on all interfaces without authentication; a
+    foreign client may have read the frames or pushed forces into the run, so the
+    segment cannot be trusted and fails.
+    """
+
+
+class LogError(StreamrunError):
+    """The engine log cannot be written (disk full, quota, folder gone)."""
+
+
+class FolderError(StreamrunError):
+    """A folder the segment writes to was deleted or became read-only."""
+
+
 class PcoordError(StreamrunError):
     """A progress-coordinate calculation failed on a frame."""
 

@@ -7,7 +7,14 @@ per-port lock file (so concurrent streamruns on the node never pick the same one
 kernel drops the lock if the process dies), and keeps the lock until the segment ends.
 A process outside streamrun may still take the port before the engine binds it: the
 engine then fails to bind and streamrun relaunches it on another port. Before
-connecting, :func:`listener_in_tree` confirms the listener is the engine we started.
+connecting, :func:`listener_in_tree` confirms the listener is the engine we started,
+and :func:`engine_peers` tells who the engine accepted as its IMD client.
+
+The lock folder is usually in a /tmp shared by every user of the node, so it must be
+ours alone: a folder another user created (or made writable to others) would let
+that user plant symbolic links where streamrun creates lock files, or hold locks on
+every port. Such a folder is refused, never repaired, and lock files are opened
+without following symbolic links.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import errno
 import fcntl
 import os
 import socket
+import stat
 import tempfile
 from pathlib import Path
 
@@ -24,11 +32,53 @@ import psutil
 from .errors import PortError
 
 
+#: What to tell a user whose lock folder is refused.
+LOCK_DIR_HINT = ("set STREAMRUN_LOCK_DIR to a folder only you can write, e.g. "
+                 "$HOME/.streamrun-ports (the same for every streamrun on this node)")
+
+
 def lock_dir() -> Path:
-    """Folder of the per-port lock files (``$STREAMRUN_LOCK_DIR`` or the temp dir)."""
+    """Folder of the per-port lock files, created 0700 if missing.
+
+    ``$STREAMRUN_LOCK_DIR``, else ``streamrun-ports-<uid>`` in the temp folder.
+
+    Raises
+    ------
+    PortError
+        If the folder cannot be created, is not a real folder (a symbolic link
+        or a file in its place), belongs to another user, or is writable by the
+        group or others.
+    """
     path = Path(os.environ.get("STREAMRUN_LOCK_DIR")
                 or Path(tempfile.gettempdir()) / f"streamrun-ports-{os.getuid()}")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        if path.parent != path and not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(path, 0o700)  # the umask can only remove bits from 0700
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise PortError(f"cannot create the port lock folder {path} "
+                        f"({e.strerror or e}); {LOCK_DIR_HINT}") from None
+    try:
+        info = os.lstat(path)
+    except OSError as e:
+        raise PortError(f"cannot use the port lock folder {path} "
+                        f"({e.strerror or e}); {LOCK_DIR_HINT}") from None
+    problem = None
+    if stat.S_ISLNK(info.st_mode):
+        problem = "is a symbolic link, not a folder"
+    elif not stat.S_ISDIR(info.st_mode):
+        problem = "is not a folder"
+    elif info.st_uid != os.getuid():
+        problem = f"belongs to another user (uid {info.st_uid}, you are {os.getuid()})"
+    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        problem = (f"is writable by other users (mode {stat.S_IMODE(info.st_mode):o}"
+                   f"; it must be 700)")
+    if problem:
+        raise PortError(f"refusing the port lock folder {path}: it {problem}, so "
+                        f"another user could interfere with streamrun's ports "
+                        f"through it; {LOCK_DIR_HINT}")
     return path
 
 
@@ -102,14 +152,15 @@ def reserve_port(attempts: int = 100, avoid=()) -> PortReservation:
         if port < 1024 or port in avoid:
             continue
         path = directory / f"{port}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = _open_lock_file(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EACCES):
                 continue  # another streamrun on this node holds it
-            raise
+            raise PortError(f"cannot lock {path} ({e.strerror or e}); "
+                            f"{LOCK_DIR_HINT}") from None
         # The file may have been removed (released) between open and flock: then
         # the lock is on a dead inode, and another streamrun may hold a new file.
         try:
@@ -122,6 +173,29 @@ def reserve_port(attempts: int = 100, avoid=()) -> PortReservation:
         os.close(fd)
     raise PortError(f"could not reserve a free TCP port after {attempts} tries "
                     f"(lock files in {directory})")
+
+
+def _open_lock_file(path: Path) -> int:
+    """Open (or create) a lock file, refusing anything but our own regular file.
+
+    ``O_NOFOLLOW``: a symbolic link planted in the folder is refused, not
+    followed (following it would create or lock a file of the planter's
+    choosing). ``O_NONBLOCK``: a FIFO in its place cannot hang the open.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        what = ("is a symbolic link" if e.errno == errno.ELOOP
+                else f"cannot be opened ({e.strerror or e})")
+        raise PortError(f"refusing the port lock file {path}: it {what}; "
+                        f"{LOCK_DIR_HINT}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+        os.close(fd)
+        raise PortError(f"refusing the port lock file {path}: it is not a regular "
+                        f"file of yours; {LOCK_DIR_HINT}")
+    return fd
 
 
 def engine_tree(pid: int) -> list[psutil.Process]:
@@ -148,3 +222,23 @@ def listener_in_tree(pid: int, port: int) -> int | None:
                     conn.laddr.port == port:
                 return proc.pid
     return None
+
+
+def engine_peers(pid: int, port: int) -> list[tuple[str, int]]:
+    """Remote addresses of the IMD clients ``pid``'s tree has accepted on ``port``.
+
+    Every connection the engine holds on ``port`` counts, also one the client
+    has already closed (``CLOSE_WAIT``); a connection still waiting in the listen
+    backlog is not the engine's yet and is not seen.
+    """
+    peers = []
+    for proc in engine_tree(pid):
+        try:
+            conns = proc.net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        for conn in conns:
+            if conn.status != psutil.CONN_LISTEN and conn.laddr and \
+                    conn.laddr.port == port and conn.raddr:
+                peers.append((conn.raddr.ip, conn.raddr.port))
+    return peers

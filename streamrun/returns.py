@@ -33,18 +33,19 @@ def write_pcoord(path: Path, rows: np.ndarray, column_labels=()) -> None:
     header = "streamrun pcoord"
     if column_labels:
         header += ": " + ", ".join(column_labels)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                   dir=path.parent)
         with os.fdopen(fd, "w") as f:
             np.savetxt(f, rows, fmt="%.10g", header=header)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise StreamrunError(f"could not write the pcoord file '{path}': "
                              f"{e.strerror or e}; check the folder is writable and "
                              f"has space") from None
@@ -61,13 +62,18 @@ def copy_restart(workdir: Path, names, target: Path | None) -> None:
     if target is None or not names:
         return
     target = Path(target)
-    target.mkdir(parents=True, exist_ok=True)
     for name in names:
         source = Path(workdir) / name
         if not source.is_file():
             raise StreamrunError(f"restart file '{source}' (config key 'restart') was "
                                  f"not written by the engine; the next segment needs it")
-        shutil.copy2(source, target / source.name)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / source.name)
+        except OSError as e:
+            raise StreamrunError(f"could not copy the restart file '{source}' to "
+                                 f"WEST_RESTART_RETURN '{target}': {e.strerror or e}; "
+                                 f"check the folder exists and has space") from None
 
 
 def copy_log(log: Path, target: Path | None) -> None:

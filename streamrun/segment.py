@@ -19,11 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+from . import guard
 from .engines import ADAPTERS
 from .engines.base import resolve_executable
-from .errors import ConfigError, EngineError, Interrupted, PortError, StreamError
+from .folders import FolderWatch
+from .inputs import MAX_STRUCTURE_BYTES, InputFileError, check_regular
+from .errors import (ConfigError, EngineError, ForeignClientError, Interrupted,
+                     PortError, StreamError)
 from .pcoords import PcoordCalculator
-from .ports import listener_in_tree, reserve_port
+from .ports import engine_peers, listener_in_tree, reserve_port
 from .returns import TrajectorySink, copy_log, copy_restart, write_pcoord
 from .setup import set_up
 from .stream import FrameReader, connect
@@ -127,6 +131,65 @@ def _launch(config, adapter, executable, log, check_parent=None):
                     f"ports on this node")
 
 
+_FOREIGN_ADVICE = ("its frames may have been read or forces pushed into it, so the "
+                   "segment is discarded; run it again, and see 'On a shared node' "
+                   "in streamrun's README")
+
+
+def _connect_only_client(engine, port, n_atoms, buffer_bytes, timeout, rate=None):
+    """Connect to the engine and make sure streamrun is its only IMD client.
+
+    Engines accept the first client on all interfaces, without authentication, and
+    the port is visible to every user of the node before the engine listens. A
+    client that got there first is refused before streamrun connects (psutil sees
+    the engine's established connection); after connecting, the engine's only
+    established peer must be streamrun's own socket.
+
+    Returns
+    -------
+    (client, own) : (IMDClient, tuple of (str, int))
+        The client and the local address of its socket.
+    """
+    _refuse_foreign_client(engine, port)
+    try:
+        client = connect(port, n_atoms, buffer_bytes, timeout, rate=rate)
+    except StreamError:
+        # e.g. no handshake: the engine may be serving a client that came first
+        _refuse_foreign_client(engine, port)
+        if engine.wait(1.0) == 0:
+            # it waits for a client before its first step: one that was not us
+            # had the whole segment
+            raise ForeignClientError(
+                f"the engine ran its whole segment with another IMD client and "
+                f"exited before streamrun could connect to port {port}; "
+                + _FOREIGN_ADVICE) from None
+        raise
+    own = tuple(client._conn.getsockname()[:2])  # imdclient's socket is _conn
+    try:
+        _refuse_foreign_client(engine, port, own)
+    except ForeignClientError:
+        with contextlib.suppress(Exception):
+            client.stop()
+        raise
+    return client, own
+
+
+def _refuse_foreign_client(engine, port, own=None):
+    """Raise :class:`ForeignClientError` if the engine has, or had, an IMD client
+    other than ``own`` (streamrun's socket address; None before connecting)."""
+    for peer in engine_peers(engine.pid, port):
+        if peer != own:
+            when = "first" if own is None else "besides streamrun"
+            raise ForeignClientError(
+                f"another process connected to the engine's IMD port {port} {when} "
+                f"(from {peer[0]}:{peer[1]}); " + _FOREIGN_ADVICE)
+    if engine.foreign_client_line is not None:
+        raise ForeignClientError(
+            f"another process was an IMD client of the engine (port {port}) besides "
+            f"streamrun: the engine logged {engine.foreign_client_line!r}; "
+            + _FOREIGN_ADVICE)
+
+
 class _NoReservation:
     """For engines that choose their own port (port 0 on the command line)."""
 
@@ -180,6 +243,9 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
     with _signals_raise():
         try:
             set_up(config, config.log)
+            folders = FolderWatch({"engine.workdir": config.engine.workdir,
+                                   "output": config.output.parent,
+                                   "log": config.log.parent})
             calculator, row0 = _calculator(config)  # bad selections/plugins fail here
             expected = adapter.expected_frames(config.engine.nsteps,
                                                config.engine.frame_interval)
@@ -192,19 +258,20 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
                     config, adapter, executable, log, check_parent)
                 attempt.engine = engine
                 launches += n
-                attempt.client = connect(port, calculator.n_atoms,
-                                         _buffer_bytes(config, calculator.n_atoms,
-                                                       expected),
-                                         config.stream_timeout,
-                                         rate=config.engine.frame_interval
-                                         if adapter.client_sets_rate else None)
+                attempt.client, own = _connect_only_client(
+                    engine, port, calculator.n_atoms,
+                    _buffer_bytes(config, calculator.n_atoms, expected),
+                    config.stream_timeout,
+                    rate=config.engine.frame_interval if adapter.client_sets_rate
+                    else None)
                 t_stream = time.monotonic()
                 reader = attempt.reader = FrameReader(
                     attempt.client, calculator, expected, config.engine.frame_interval,
                     on_frame=sink.frame if sink else None, skip=adapter.leading_frames)
                 reader.start()
                 try:
-                    _watch(config, engine, reader, expected, progress, check_parent)
+                    _watch(config, engine, reader, expected, progress, check_parent,
+                           port, folders)
                     break
                 except _HandshakeDropped as e:
                     if launches >= MAX_LAUNCHES:
@@ -217,6 +284,9 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
                 raise EngineError(f"the engine still runs {config.engine.ready_timeout:g}"
                                   f" s after its last frame; stopped it. "
                                   + engine.describe_exit())
+            # all of the engine's output has been read now: its last word on clients
+            _refuse_foreign_client(engine, port, own)
+            engine.check_log()
             if rc != 0:
                 raise EngineError("the engine failed after streaming all frames: "
                                   + engine.describe_exit())
@@ -283,7 +353,8 @@ class _Attempt:
     def release(self):
         if self.reader is not None and self.reader.is_alive():
             self.reader.stop()
-            self.reader.join(5.0)
+            # a reader stuck in a pcoord that never returns will not stop
+            self.reader.join(0.2 if self.reader.abandoned else 5.0)
         elif self.client is not None:
             with contextlib.suppress(Exception):
                 self.client.stop()
@@ -295,12 +366,21 @@ class _Attempt:
 
 
 def _calculator(config):
-    """Build the pcoord calculator and row 0; check the columns against west.cfg."""
+    """Build the pcoord calculator and row 0 (within ``pcoord_timeout``); check the
+    columns against west.cfg."""
+    if config.start is not None and config.start.exists():
+        # a file the files: set-up just linked has not been checked by the config
+        try:
+            check_regular(config.start, MAX_STRUCTURE_BYTES)
+        except InputFileError as e:
+            raise ConfigError(f"'{config.start}' {e}; give a regular file",
+                              source=config.source, key="start") from None
     calculator = PcoordCalculator(config)
     adapter = ADAPTERS[config.engine.name]
     calculator.set_time_units(adapter.timestep_ps(config.engine),
                               adapter.stream_time_to_ps(config.engine))
-    row0 = calculator.start_row()
+    row0 = guard.call(calculator.start_row, config.pcoord_timeout,
+                      "the start structure")
     ndim = getattr(config.system, "pcoord_ndim", None)
     width = len(calculator.column_names("pcoord"))
     if ndim is not None and ndim != width:
@@ -356,7 +436,7 @@ def describe(config) -> str:
               f"{config.engine.frame_interval} steps)"]
     for spec in config.pcoords:
         lines.append(f"pcoord:      {spec.key}: {spec.type} {spec.options}")
-    calculator.start_row()
+    guard.call(calculator.start_row, config.pcoord_timeout, "the start structure")
     lines.append(f"columns:     {', '.join(calculator.column_labels())}")
     for name, (specs, path) in config.aux.items():
         lines.append(f"aux:         {name} -> {path}")
@@ -370,14 +450,27 @@ def describe(config) -> str:
     return "\n".join(lines)
 
 
-def _watch(config, engine, reader, expected, progress, check_parent=None):
-    """Wait for the reader to finish while watching the engine, the clock and our
-    parent process."""
+def _watch(config, engine, reader, expected, progress, check_parent=None, port=None,
+           folders=None):
+    """Wait for the reader to finish while watching the engine (its log, its IMD
+    clients), the clock, the pcoord time limit, the output folders and our parent
+    process."""
     exited_at = None
     while reader.is_alive():
         reader.join(0.1)
         if check_parent is not None:
             check_parent()
+        engine.check_log()
+        if folders is not None:
+            folders.check()
+        if engine.foreign_client_line is not None:
+            _refuse_foreign_client(engine, port)
+        computing = reader.computing
+        if computing is not None and \
+                time.monotonic() - computing[0] > config.pcoord_timeout:
+            reader.abandoned = True
+            raise guard.timeout_error(guard.running_coordinate(reader),
+                                      config.pcoord_timeout, computing[1])
         if progress is not None:
             progress(reader.count, expected)
         if exited_at is None and engine.poll() is not None:
@@ -387,7 +480,7 @@ def _watch(config, engine, reader, expected, progress, check_parent=None):
                               f"the engine exited, at frame {reader.count} of "
                               f"{expected}; " + engine.describe_exit())
         idle = time.monotonic() - reader.last_frame_time
-        if idle > config.stream_timeout:
+        if computing is None and idle > config.stream_timeout:
             raise StreamError(f"no frame for {idle:.0f} s (stream.timeout "
                               f"{config.stream_timeout:g} s) after frame "
                               f"{reader.count} of {expected}; " + engine.describe_exit())

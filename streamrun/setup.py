@@ -37,11 +37,18 @@ def set_up(config, log_path: Path) -> None:
                              f"(config key 'files.{spec.name}'): {e.strerror or e}") \
                 from None
     for i, command in enumerate(config.prepare):
-        with open(log_path, "ab") as log:
-            log.write(f"$ {command}\n".encode())
-            log.flush()
-            rc = subprocess.run(["sh", "-c", command], cwd=workdir, stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+        try:
+            with open(log_path, "ab") as log:
+                log.write(f"$ {command}\n".encode())
+                log.flush()
+                rc = subprocess.run(["sh", "-c", command], cwd=workdir, stdout=log,
+                                    stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL).returncode
+        except OSError as e:
+            raise SetupError(f"cannot write the engine log {log_path} "
+                             f"({e.strerror or e}) for prepare command {i + 1}; free "
+                             f"space on that disk or set 'log' to another path") \
+                from None
         if rc != 0:
             raise SetupError(f"prepare command {i + 1} ({shlex.quote(command)}, config "
                              f"key 'prepare[{i}]') exited with code {rc}; its output is "

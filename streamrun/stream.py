@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from . import guard
 from .errors import StreamError
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,11 @@ class FrameReader(threading.Thread):
     ended : str or None
         imdclient's end-of-stream reason.
     last_frame_time : float
-        ``time.monotonic()`` of the latest frame (or of the start).
+        ``time.monotonic()`` of the latest frame or finished row (or of the
+        start): waiting for the stream is measured from here.
+    computing : tuple of (float, str) or None
+        While a row is computed: when it started and which frame it is, so the
+        main thread can bound its time (config ``pcoord_timeout``).
     steps : list of int
         Engine step of each frame when the stream carries time (IMD v3).
     """
@@ -116,6 +121,9 @@ class FrameReader(threading.Thread):
         self.last_frame_time = time.monotonic()
         self.compute_seconds = 0.0
         self.received = 0
+        self.computing: tuple[float, str] | None = None
+        #: Set by the main thread when it gave up on a row that never finished.
+        self.abandoned = False
         self._halt = threading.Event()
 
     @property
@@ -155,12 +163,21 @@ class FrameReader(threading.Thread):
                 label = f"frame {n}" + (f" (step {int(step)})" if step is not None
                                          else "")
                 t0 = time.perf_counter()
+                self.computing = (time.monotonic(), label)
                 time_ps = getattr(frame, "time", None)
-                row = self.calculator.frame_row(
-                    frame.positions, frame.box, label, index=n - self.skip,
-                    step=None if step is None else int(step),
-                    time=None if time_ps is None else float(time_ps))
+                try:
+                    row = self.calculator.frame_row(
+                        frame.positions, frame.box, label, index=n - self.skip,
+                        step=None if step is None else int(step),
+                        time=None if time_ps is None else float(time_ps))
+                except SystemExit as e:
+                    # a plugin's sys.exit(): its fault, not the stream's (left
+                    # alone, it would end this thread without a word)
+                    raise guard.exit_error(e, label) from None
+                finally:
+                    self.computing = None
                 self.compute_seconds += time.perf_counter() - t0
+                self.last_frame_time = time.monotonic()
                 self.rows.append(row)
                 if self.on_frame is not None:
                     self.on_frame(n - self.skip)

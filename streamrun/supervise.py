@@ -2,9 +2,12 @@
 
 The engine's stdout and stderr go through one pipe that a thread drains into the log
 file line by line (a pipe nobody reads stalls the engine), watching for the
-adapter's readiness and bind-failure lines. Stopping walks the tree with psutil:
-PyPI's ``lmp`` is a Python launcher whose child is the real engine, so killing only
-the process we started would leave the engine running.
+adapter's readiness, bind-failure and IMD-client lines. The drain never stops
+reading while the engine runs: if the log cannot be written (disk full, quota),
+it keeps emptying the pipe and records the error for the segment to report.
+Stopping walks the tree with psutil: PyPI's ``lmp`` is a Python launcher whose child
+is the real engine, so killing only the process we started would leave the engine
+running.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import psutil
 
-from .errors import EngineError
+from .errors import EngineError, LogError
 
 
 @dataclass
@@ -48,8 +51,16 @@ class EngineProcess:
     lines : streamrun.engines.EngineAdapter
         What the engine's output lines mean: ``ready_line``, ``port_line``,
         ``bind_failed_line``, ``handshake_dropped_line``, ``pause_line``,
-        ``resume_line`` and ``error_summary``.
+        ``resume_line``, ``client_connected_line``, ``client_detached_line`` and
+        ``error_summary``.
     env : dict, optional
+
+    Raises
+    ------
+    LogError
+        If the log cannot be written at all (checked before the engine starts).
+    EngineError
+        If the engine program cannot be started.
     """
 
     def __init__(self, command, cwd, log_path, lines, env=None):
@@ -64,9 +75,20 @@ class EngineProcess:
         self._bind_failed = threading.Event()
         self._port = None
         self.tail = collections.deque(maxlen=15)
-        self._log = open(self.log_path, "ab", buffering=0)
-        self._log.write(f"$ (cd {shlex.quote(str(cwd))} && "
-                        f"{shlex.join(self.command)})\n".encode())
+        #: Client lines seen (see the adapter's ``client_*_line``): the first
+        #: such line that shows another client than streamrun, else None.
+        self.clients_connected = 0
+        self.foreign_client_line: str | None = None
+        #: The first error writing the log (the drain goes on reading the pipe).
+        self.log_error: OSError | None = None
+        try:
+            self._log = open(self.log_path, "ab", buffering=0)
+            self._log.write(f"$ (cd {shlex.quote(str(cwd))} && "
+                            f"{shlex.join(self.command)})\n".encode())
+        except OSError as e:
+            if getattr(self, "_log", None) is not None:
+                self._log.close()
+            raise LogError(self._log_message(e)) from None
         try:
             self.proc = subprocess.Popen(
                 self.command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
@@ -101,11 +123,26 @@ class EngineProcess:
         except psutil.NoSuchProcess:
             pass
 
+    def _log_message(self, error: OSError) -> str:
+        return (f"cannot write the engine log {self.log_path} "
+                f"({error.strerror or error}); free space on that disk or set "
+                f"'log' to a path on another one")
+
+    def check_log(self) -> None:
+        """Raise :class:`LogError` if writing the engine log has failed."""
+        if self.log_error is not None:
+            raise LogError(self._log_message(self.log_error))
+
     def _drain_output(self):
         for raw in iter(self.proc.stdout.readline, b""):
-            self._log.write(raw)
+            if self.log_error is None:
+                try:
+                    self._log.write(raw)
+                except OSError as e:  # keep reading: a full pipe would stall the engine
+                    self.log_error = e
             line = raw.decode(errors="replace").rstrip()
             self.tail.append(line)
+            self._watch_clients(line)
             if not self._ready.is_set():
                 if self.lines.port_line is not None:
                     m = self.lines.port_line.search(line)
@@ -132,6 +169,17 @@ class EngineProcess:
                 self._paused_since = None
         self.proc.stdout.close()
 
+    def _watch_clients(self, line):
+        connected, detached = (self.lines.client_connected_line,
+                               self.lines.client_detached_line)
+        if connected is not None and connected.search(line):
+            self.clients_connected += 1
+            if self.clients_connected > 1 and self.foreign_client_line is None:
+                self.foreign_client_line = line.strip()
+        if detached is not None and detached.search(line) and \
+                self.foreign_client_line is None:
+            self.foreign_client_line = line.strip()
+
     @property
     def paused_seconds(self) -> float | None:
         """Time the engine spent paused by IMD back-pressure, as seen in its output
@@ -150,6 +198,7 @@ class EngineProcess:
         while True:
             if check is not None:
                 check()
+            self.check_log()
             self._remember_tree()
             if self._ready.is_set():
                 return Readiness(ready=True, port=self._port)

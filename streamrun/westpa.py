@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from .inputs import InputFileError, read_text
+
 #: Placeholder -> environment variable it comes from.
 PLACEHOLDER_VARS = {
     "rand16": "WEST_RAND16",
@@ -60,9 +62,65 @@ def _python_tag(loader, suffix, node):
 WestCfgLoader.add_multi_constructor("tag:yaml.org,2002:python/", _python_tag)
 
 
+#: Most values a YAML document may stand for once its aliases are expanded. A
+#: 559-byte "billion laughs" (nine aliases of nine aliases ...) stands for 10^9,
+#: which anything that walks or prints the value would expand.
+MAX_YAML_VALUES = 100_000
+
+
+class YamlTooLarge(yaml.YAMLError):
+    """A YAML document whose aliases expand without bound, or that nests too
+    deeply to be read."""
+
+
+def _expanded_size(node, sizes, limit):
+    """Values ``node`` stands for with aliases expanded; shared nodes are counted
+    once per use, but computed once (``sizes``), so this costs one pass."""
+    key = id(node)
+    if key in sizes:
+        if sizes[key] is None:
+            raise YamlTooLarge("an alias refers to the value that contains it; "
+                               "write the value out instead")
+        return sizes[key]
+    sizes[key] = None  # in progress
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        children = node.value
+    elif isinstance(node, yaml.MappingNode):
+        children = [n for pair in node.value for n in pair]
+    else:
+        children = []
+    for child in children:
+        size += _expanded_size(child, sizes, limit)
+        if size > limit:
+            raise YamlTooLarge(f"its aliases (*name) expand to more than {limit} "
+                               f"values; write the values out instead of nesting "
+                               f"aliases")
+    sizes[key] = size
+    return size
+
+
 def read_yaml(text: str):
-    """Parse a streamrun config or a west.cfg (see :class:`WestCfgLoader`)."""
-    return yaml.load(text, Loader=WestCfgLoader)
+    """Parse a streamrun config or a west.cfg (see :class:`WestCfgLoader`).
+
+    Raises
+    ------
+    yaml.YAMLError
+        If the text is not YAML, or is a document whose aliases expand to more
+        than :data:`MAX_YAML_VALUES` values (:class:`YamlTooLarge`).
+    """
+    loader = WestCfgLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, MAX_YAML_VALUES)
+        return loader.construct_document(node)
+    except RecursionError:
+        raise YamlTooLarge("it nests lists or mappings too deeply to be read") \
+            from None
+    finally:
+        loader.dispose()
 
 
 def in_segment(environ) -> bool:
@@ -142,9 +200,9 @@ class SystemOptions:
 def system_options(west_cfg: Path) -> SystemOptions | None:
     """Read pcoord_len/pcoord_ndim/pcoord_dtype from a west.cfg, if it has them."""
     try:
-        data = read_yaml(Path(west_cfg).read_text())
+        data = read_yaml(read_text(Path(west_cfg)))
         options = data["west"]["system"]["system_options"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+    except (OSError, InputFileError, yaml.YAMLError, KeyError, TypeError):
         return None
     if not isinstance(options, dict):
         return None

@@ -51,6 +51,14 @@ class EngineAdapter:
     #: (None if the engine logs nothing); used to report the time paused.
     pause_line: re.Pattern | None = None
     resume_line: re.Pattern | None = None
+    #: Engine output line logged each time it accepts an IMD client (None if the
+    #: engine logs nothing then). More than one in a launch means another
+    #: process was a client too.
+    client_connected_line: re.Pattern | None = None
+    #: Engine output line logged when a client leaves while the engine runs on.
+    #: streamrun never leaves before the engine exits, so this line means another
+    #: process was the engine's client first.
+    client_detached_line: re.Pattern | None = None
     #: True when the engine chooses its own port (e.g. ``mdrun -imdport 0``) and
     #: reports it in ``ready_line``; streamrun then reserves none.
     engine_picks_port = False

@@ -112,6 +112,11 @@ class GromacsAdapter(EngineAdapter):
     bind_failed_line = None
     # mdrun waits 1 s for the client's GO after its handshake
     handshake_dropped_line = re.compile(r"No IMD_GO order received")
+    # src/gromacs/imd/imd.cpp: tryConnect() logs this for every accepted client,
+    # readCommand() the second on IMD_DISCONNECT (mdrun then accepts a new client
+    # at any step)
+    client_connected_line = re.compile(r"IMD: Connection established")
+    client_detached_line = re.compile(r"IMD:\s+Disconnecting client")
     pause_line = re.compile(r"IMD: Pause command received")
     resume_line = re.compile(r"IMD: Un-pause command received")
     engine_picks_port = True

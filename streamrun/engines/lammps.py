@@ -35,6 +35,9 @@ class LammpsAdapter(EngineAdapter):
     bind_failed_line = re.compile(r"bind to socket failed|Address already in use")
     # fix imd waits about a second for the client's GO after its handshake
     handshake_dropped_line = re.compile(r"Incompatible IMD client version\? Dropping")
+    # fix imd logs nothing when it accepts a client, but this when one sends
+    # IMD_DISCONNECT; it then accepts the next client (src/MISC/fix_imd.cpp)
+    client_detached_line = re.compile(r"IMD client detached")
     pause_line = re.compile(r"^Pausing run on IMD client request")
     resume_line = re.compile(r"^Continuing run on IMD client request")
 
