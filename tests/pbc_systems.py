@@ -16,6 +16,12 @@ and returns what the test needs to know about what it wrote.
   atom by atom: a start structure with the protein split across the box.
 - :func:`read_dump`, :func:`split_bonds` -- what the tests assert about their premises
   (a molecule split at row 0, atoms crossing the box during the run).
+- References: :func:`whole_universe` (the engine's own trajectory with molecules whole
+  by construction, no make-whole heuristic), one ``ref_<type>`` function per built-in
+  coordinate with MDAnalysis' analysis code, :func:`mismatches` (readable
+  differences), and :func:`cutoff_margin` / :func:`wrap_margin` (no count, contact
+  or wrapped centre sits within rounding of its threshold, so the comparison is
+  well-posed).
 """
 
 from __future__ import annotations
@@ -62,7 +68,8 @@ thermo          {thermo}
 
 # the reference: the same steps as the stream, step 0 included; wrapped x y z,
 # image flags and unwrapped xu yu zu
-dump            check all custom ${{streamrun_every}} ${{dumpfile}} id mol type x y z ix iy iz xu yu zu
+dump            check all custom ${{streamrun_every}} ${{dumpfile}} id mol type &
+                x y z ix iy iz xu yu zu
 dump_modify     check sort id format float %20.15g
 
 fix             stream all imd ${{streamrun_port}} version 3 trate ${{streamrun_every}} {unwrap}velocities off forces off nowait off
@@ -142,7 +149,7 @@ def wrap(positions, box):
 
 def write_chain_system(folder, *, tilt=(0.0, 0.0, 0.0), length=18.0, n_side=5,
                        n_chains=6, chain_length=10, chain_gap=20, seed=2024,
-                       first_bead=(8.9, 5.3, 9.1), name="start"):
+                       first_bead=(8.9, 2.0, 16.5), name="start"):
     """Write bead-spring chains in LJ solvent, with chains split across the box.
 
     The ``n_side**3`` lattice sites of the box are visited in a snake order; chain
@@ -152,12 +159,13 @@ def write_chain_system(folder, *, tilt=(0.0, 0.0, 0.0), length=18.0, n_side=5,
     ``count`` cutoff). All atoms are then shifted so that the first bead sits at
     ``first_bead`` and wrapped into the box, and written with zero image flags.
 
-    With the defaults (an 18 Å box, chains of 10 beads 3.6 Å apart, 14 Å long):
-    chain 1 (resid 1) runs from x = 8.9 Å in +x across the box edge, so that each
-    of its beads is within half a box of its first bead although the chain is
-    split; MDAnalysis' ``make_whole`` takes such a molecule for whole (a shortcut
-    for orthorhombic boxes) and leaves it broken. Chain 2 is split across the box
-    in y the plain way.
+    With the defaults (an 18 Å box, chains of 10 beads 3.6 Å apart, 14 Å long, so
+    longer than half the box), every chain is split across the box. Chain 1
+    (resid 1) runs from x = 8.9 Å in +x across the box edge, so that each of its
+    beads is within half a box of its first bead although the chain is split:
+    MDAnalysis' ``make_whole`` takes such a molecule for whole (a shortcut for
+    orthorhombic boxes) and leaves it broken; so are chains 3 to 6. Chain 2 is
+    split the plain way (``make_whole`` mends it).
 
     Parameters
     ----------
@@ -237,7 +245,8 @@ def write_chain_input(folder, system, *, unwrap, temperature=450.0, name="chains
     """Write the LAMMPS segment input; ``unwrap`` puts ``unwrap on`` in fix imd."""
     path = Path(folder) / name
     path.write_text(CHAIN_INPUT.format(bond=system.bond_length, temperature=temperature,
-                                       thermo=1000, unwrap="unwrap on " if unwrap else ""))
+                                       thermo=1000,
+                                       unwrap="unwrap on " if unwrap else ""))
     return path
 
 
@@ -625,6 +634,20 @@ def cutoff_margin(u, c, ref=None):
     for ts in u.trajectory:
         r = distance_array(a.positions, b.positions, box=ts.dimensions)[native]
         margin = min(margin, np.abs(r - cutoff).min())
+    return margin
+
+
+def wrap_margin(u, c):
+    """Smallest distance (Å, along a box vector) of a ``position`` coordinate's
+    centre from a face of the primary cell over every frame: well above the
+    positions' rounding, both sides wrap the centre into the same cell."""
+    g = u.select_atoms(c["select"])
+    margin = np.inf
+    for ts in u.trajectory:
+        box = ts.triclinic_dimensions.astype(np.float64)
+        frac = _centre(g, c.get("center", "mass")) @ np.linalg.inv(box)
+        margin = min(margin, float((np.abs(frac - np.rint(frac))
+                                    * np.linalg.norm(box, axis=1)).min()))
     return margin
 
 

@@ -21,9 +21,10 @@ import yaml
 from streamrun import segment
 from streamrun.config import load
 
-from pbc_systems import (ATOM_STYLE, cutoff_margin, longest_bond, mismatches, read_data_positions, read_dump,
-                         reference_columns, split_bonds, whole_universe,
-                         write_chain_input, write_chain_system)
+from pbc_systems import (ATOM_STYLE, cutoff_margin, longest_bond, mismatches,
+                         read_data_positions, read_dump, reference_columns,
+                         split_bonds, whole_universe, wrap_margin, write_chain_input,
+                         write_chain_system)
 
 pytestmark = pytest.mark.engine("lammps")
 
@@ -33,7 +34,8 @@ ROWS = NSTEPS // EVERY + 1
 TILTS = {"orthorhombic": (0.0, 0.0, 0.0), "triclinic": (4.0, 2.0, 3.0)}
 
 # chain i is resid i+1 (10 beads: index 10*i .. 10*i+9); the solvent is type 2.
-# resid 1 and resid 2 start split across the box.
+# Every chain starts split across the box; resid 1 in the way MDAnalysis'
+# make_whole shortcut misses (orthorhombic box), resid 2 the plain way.
 COORDINATES = [
     {"type": "distance", "name": "d12", "a": "resid 1", "b": "resid 2"},
     {"type": "distance", "name": "d13_geometry", "a": "resid 1 and index 0:4",
@@ -110,7 +112,7 @@ def engine_universe(folder, system):
     return whole_universe(system.data, folder / "check.lammpstrj",
                           images=system.images, start=system.positions,
                           topology_format="DATA", format="LAMMPSDUMP",
-                          atom_style=ATOM_STYLE,
+                          atom_style=ATOM_STYLE, dt=0.002,  # ps per step
                           lammps_coordinate_convention="unwrapped")
 
 
@@ -135,12 +137,14 @@ def test_every_builtin_coordinate_equals_mdanalysis_on_the_engines_dump(
 
     # premise 1: chains 1 and 2 are split across the box in the start structure;
     # in the orthorhombic box every bead of chain 1 is within half a box of its
-    # first bead (MDAnalysis' make_whole shortcut takes it for whole)
+    # first bead (MDAnalysis' make_whole shortcut takes it for whole), not so
+    # chain 2's
     start = read_data_positions(system.data)
     split = split_bonds(start, system.bonds, system.box)
     assert any(b < 9 for b in split) and any(9 <= b < 18 for b in split), split
     if box == "orthorhombic":
         assert np.all(np.abs(start[:10] - start[0]) < 9.0)
+        assert np.any(np.abs(start[10:20] - start[10]) >= 9.0)
     # premise 2: the dump is at the streamed steps, and atoms of chain 1 cross box
     # edges during the run (their image flags change)
     frames = read_dump(tmp_path / "check.lammpstrj")
@@ -164,8 +168,11 @@ def test_every_builtin_coordinate_equals_mdanalysis_on_the_engines_dump(
                 c["type"] == "contacts":
             ref = references(c.get("reference"), c.get("reference_format"))
             assert cutoff_margin(u, c, ref) > 2e-5, c["name"]
+        if c["type"] == "position" and not c.get("relative_to"):
+            assert wrap_margin(u, c) > 1e-4, c["name"]  # nowhere near a cell face
     expected = reference_columns(u, COORDINATES, references)
-    assert mismatches(written, expected, COORDINATES) == []
+    bad = mismatches(written, expected, COORDINATES)
+    assert not bad, "\n".join(bad)
     assert np.ptp(written[:, 0]) > 0.5  # the chains move: different frames
 
     # the plugin sees the row's frame, step, time (ps), a whole group and the box
@@ -175,14 +182,15 @@ def test_every_builtin_coordinate_equals_mdanalysis_on_the_engines_dump(
     assert np.array_equal(info[:, 0], rows)
     assert np.array_equal(info[:, 1], rows * EVERY)
     assert np.abs(info[:, 2] - rows * EVERY * 0.002).max() <= 1e-9  # 2 fs steps
-    rg = np.array([u.select_atoms("resid 1").radius_of_gyration() for _ in u.trajectory])
+    chain = u.select_atoms("resid 1")
+    rg = np.array([chain.radius_of_gyration() for _ in u.trajectory])
     assert np.abs(info[:, 3] - rg).max() <= 1e-3
     boxes = np.array([ts.dimensions for ts in u.trajectory])
     assert np.abs(info[:, 4:7] - boxes[:, :3]).max() <= 1e-3
     assert np.abs(info[:, 7:] - boxes[:, 3:]).max() <= 1e-2
 
 
-def test_a_split_group_with_no_bonds_wider_than_half_the_box_is_refused_before_the_engine(
+def test_a_split_group_without_bonds_wider_than_half_the_box_is_refused_first(
         lmp, tmp_path, no_engine_left):
     """Without bonds, a group is joined compactly by minimum image; chain 1 (14 Å
     long, split across an 18 Å box) cannot be: the command exits 2 naming the key,
