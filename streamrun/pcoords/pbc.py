@@ -8,8 +8,10 @@ wrong. :class:`WholeTracker` makes every group a coordinate asks for whole:
 
 - **Start point (row 0)**, from one structure: each molecule (bonded fragment of the
   topology: .tpr, LAMMPS data with bonds, PSF) that has atoms in a group is made
-  whole with MDAnalysis (``AtomGroup.unwrap(compound="fragments")``, i.e.
-  ``lib.mdamath.make_whole``). Atoms without bonds are fragments of one atom.
+  whole by walking its bonds, each atom placed at the image nearest its bonded
+  neighbour (what ``lib.mdamath.make_whole`` does, without its shortcut that misses
+  molecules longer than half an orthorhombic box). Atoms without bonds are
+  fragments of one atom.
   A group of several fragments is then joined compactly: each fragment is moved by
   whole box vectors to the image nearest the group's first fragment. Joining is
   unambiguous only while the group spans less than half the box along every box
@@ -128,22 +130,47 @@ class WholeTracker:
         return frac @ box
 
     def _whole_fragments(self, pos, dimensions):
-        """Positions with every fragment that has a tracked atom made whole."""
+        """Positions with every fragment that has a tracked atom made whole.
+
+        Each fragment is walked along its bonds breadth-first from its first atom,
+        every atom placed at the image nearest its already placed neighbour. (Not
+        ``AtomGroup.unwrap``: MDAnalysis' ``make_whole`` returns a molecule unchanged
+        in an orthorhombic box when every atom is within half a box of its first
+        atom, which a split molecule longer than half the box can be.)
+        """
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import breadth_first_order
+
         u = self.universe
         frags = fragment_ids(u)
         if frags is None:
             return pos
-        touched = np.unique(frags[self.ix])
-        atoms = u.atoms[np.isin(frags, touched)]
-        saved_pos, saved_dims = u.atoms.positions, u.dimensions
-        try:
-            u.atoms.positions = pos
-            u.dimensions = dimensions
-            whole = pos.copy()
-            whole[atoms.ix] = atoms.unwrap(compound="fragments", reference=None,
-                                           inplace=False)
-        finally:
-            u.atoms.positions, u.dimensions = saved_pos, saved_dims
+        atoms = np.flatnonzero(np.isin(frags, np.unique(frags[self.ix])))
+        local = np.full(len(frags), -1)
+        local[atoms] = np.arange(atoms.size)
+        bonds = local[np.asarray(u.bonds.to_indices())]
+        bonds = bonds[(bonds >= 0).all(axis=1)]
+        n = atoms.size
+        _, first = np.unique(frags[atoms], return_index=True)  # one root per molecule
+        rows = np.concatenate([bonds[:, 0], np.full(first.size, n)])
+        cols = np.concatenate([bonds[:, 1], first])
+        graph = coo_matrix((np.ones(rows.size), (rows, cols)), shape=(n + 1, n + 1))
+        order, pred = breadth_first_order(graph.tocsr(), n, directed=False,
+                                          return_predecessors=True)
+        depth = np.zeros(n + 1, dtype=np.intp)
+        for node in order[1:]:
+            depth[node] = depth[pred[node]] + 1
+        box = box_matrix(dimensions)
+        frac = np.asarray(pos[atoms], dtype=np.float64) @ np.linalg.inv(box)
+        order = order[1:]
+        levels = depth[order]
+        for level in range(2, int(levels.max(initial=1)) + 1):
+            nodes = order[levels == level]
+            parents = pred[nodes]
+            delta = frac[nodes] - frac[parents]
+            frac[nodes] = frac[parents] + delta - np.round(delta)
+        whole = np.array(pos, dtype=np.float64)
+        whole[atoms] = frac @ box
         return whole
 
     def _join(self, frac, box):
