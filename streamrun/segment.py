@@ -154,9 +154,11 @@ def _connect_only_client(engine, port, n_atoms, buffer_bytes, timeout, rate=None
     try:
         client = connect(port, n_atoms, buffer_bytes, timeout, rate=rate)
     except StreamError:
-        # e.g. no handshake: the engine may be serving a client that came first
+        # e.g. no handshake: the engine may be serving a client that came first.
+        # Give its output (a "client detached" line) a moment to reach the log.
+        rc = engine.wait(2.0)
         _refuse_foreign_client(engine, port)
-        if engine.wait(1.0) == 0:
+        if rc == 0:
             # it waits for a client before its first step: one that was not us
             # had the whole segment
             raise ForeignClientError(

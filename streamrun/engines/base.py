@@ -55,9 +55,9 @@ class EngineAdapter:
     #: engine logs nothing then). More than one in a launch means another
     #: process was a client too.
     client_connected_line: re.Pattern | None = None
-    #: Engine output line logged when a client leaves while the engine runs on.
-    #: streamrun never leaves before the engine exits, so this line means another
-    #: process was the engine's client first.
+    #: Engine output line logged when a client leaves while the engine runs on
+    #: (or sends what streamrun never sends). streamrun never leaves before the
+    #: engine exits, so this line means another process was the engine's client.
     client_detached_line: re.Pattern | None = None
     #: True when the engine chooses its own port (e.g. ``mdrun -imdport 0``) and
     #: reports it in ``ready_line``; streamrun then reserves none.

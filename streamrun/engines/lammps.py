@@ -36,8 +36,12 @@ class LammpsAdapter(EngineAdapter):
     # fix imd waits about a second for the client's GO after its handshake
     handshake_dropped_line = re.compile(r"Incompatible IMD client version\? Dropping")
     # fix imd logs nothing when it accepts a client, but this when one sends
-    # IMD_DISCONNECT; it then accepts the next client (src/MISC/fix_imd.cpp)
-    client_detached_line = re.compile(r"IMD client detached")
+    # IMD_DISCONNECT; it then accepts the next client (src/MISC/fix_imd.cpp).
+    # "Unhandled incoming IMD message" is traffic imdclient never sends (seen
+    # here: a foreign client's forces, misread by fix imd on a loaded node, after
+    # which the engine never greets streamrun).
+    client_detached_line = re.compile(r"IMD client detached|"
+                                      r"Unhandled incoming IMD message")
     pause_line = re.compile(r"^Pausing run on IMD client request")
     resume_line = re.compile(r"^Continuing run on IMD client request")
 
