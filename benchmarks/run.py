@@ -9,6 +9,8 @@
     python benchmarks/run.py all          # all five, one after the other
     python benchmarks/run.py backpressure # extra: 100k-atom stream, pcoord slower
                                           # than the engine (imdclient pauses)
+    python benchmarks/run.py pcoords      # per-frame cost of each built-in coordinate
+                                          # (25k, 100k atoms); rmsd+rg+distance vs raw
 
 Options: --quick (shorter, fewer repeats), --repeats N, --json FILE, --keep
 (keep the temporary folder), --workdir DIR. See benchmarks/README.md.
@@ -36,7 +38,8 @@ BENCHMARKS = {
     "throughput": "bench_throughput",
     "fixed": "bench_fixed",
     "westpa": "bench_westpa",
-    "backpressure": "bench_backpressure",   # extra: not one of the five targets
+    "backpressure": "bench_backpressure",   # extras: not among the five targets
+    "pcoords": "bench_pcoords",             # per-coordinate cost; issue 9's target
 }
 
 
@@ -64,14 +67,15 @@ def main(argv=None):
     p.add_argument("--every", type=int, default=10, help="steps between frames [10]")
     p.add_argument("--atoms", type=int, default=100_000,
                    help="throughput: atoms in the stream [100000]")
-    p.add_argument("--frames", type=int, help="throughput: frames per stream")
+    p.add_argument("--frames", type=int, help="throughput, pcoords: frames per stream")
     p.add_argument("--sleep-ms", type=float, default=15.0,
                    help="backpressure: pcoord time per frame [15]")
     p.add_argument("--segments", type=int,
                    help="westpa: iterations to run (segments per iteration ~ bins)")
     args = p.parse_args(argv)
 
-    names = ([n for n in BENCHMARKS if n != "backpressure"] if args.benchmark == "all"
+    extras = ("backpressure", "pcoords")
+    names = ([n for n in BENCHMARKS if n not in extras] if args.benchmark == "all"
              else [args.benchmark])
     machine = machine_info()
     print(f"machine: {machine_line(machine)}", flush=True)
