@@ -53,15 +53,26 @@ def box_matrix(dimensions):
     return np.asarray(triclinic_vectors(dims), dtype=np.float64)
 
 
-def fragment_ids(universe) -> np.ndarray | None:
-    """Fragment (molecule) index of every atom from the topology's bonds, or None
-    when the topology has no bonds."""
+def bonded_fragments(universe):
+    """Molecules of the topology from its bonds: (fragment label of every atom,
+    bonds as an (n, 2) index array), or None when the topology has no bonds.
+
+    Labels are connected components of the bond graph (scipy), the same partition
+    as MDAnalysis' ``fragindices``, which builds one AtomGroup per fragment and so
+    costs about a second for 100k atoms of solvent.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     try:
-        if len(universe.bonds) == 0:
-            return None
-        return np.asarray(universe.atoms.fragindices)
+        bonds = np.asarray(universe.bonds.to_indices())
     except Exception:  # NoDataError: no bonds in this topology
         return None
+    if bonds.size == 0:
+        return None
+    n = len(universe.atoms)
+    graph = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1], bonds
 
 
 class WholeTracker:
@@ -87,14 +98,12 @@ class WholeTracker:
         self.groups = [(g, key, sel) for g, key, sel in groups if len(g) > 1]
         ix = [g.ix for g, _, _ in self.groups]
         self.ix = np.unique(np.concatenate(ix)) if ix else np.empty(0, dtype=np.intp)
-        self._local = {int(a): i for i, a in enumerate(self.ix)}
         self._frac = None      # fractional positions of the tracked atoms
         self._cart = None      # Cartesian positions when the start had no box
         self._joined = []      # (local indices, label) of multi-fragment groups
 
     def _locals(self, group):
-        return np.fromiter((self._local[int(a)] for a in group.ix), dtype=np.intp,
-                           count=len(group))
+        return np.searchsorted(self.ix, group.ix)  # ix is sorted and holds them
 
     def start(self, positions, dimensions) -> np.ndarray:
         """Make the groups whole in one structure (row 0, or a reference).
@@ -124,12 +133,13 @@ class WholeTracker:
             self._cart = pos[self.ix].copy()
             return self._cart.copy()
         inv = np.linalg.inv(box)
-        frac = self._whole_fragments(pos, dimensions)[self.ix] @ inv
-        frac = self._join(frac, box)
+        fragments = bonded_fragments(self.universe)
+        frac = self._whole_fragments(pos, box, fragments)[self.ix] @ inv
+        frac = self._join(frac, box, fragments)
         self._frac = frac
         return frac @ box
 
-    def _whole_fragments(self, pos, dimensions):
+    def _whole_fragments(self, pos, box, fragments):
         """Positions with every fragment that has a tracked atom made whole.
 
         Each fragment is walked along its bonds breadth-first from its first atom,
@@ -141,14 +151,13 @@ class WholeTracker:
         from scipy.sparse import coo_matrix
         from scipy.sparse.csgraph import breadth_first_order
 
-        u = self.universe
-        frags = fragment_ids(u)
-        if frags is None:
+        if fragments is None:
             return pos
+        frags, bonds = fragments
         atoms = np.flatnonzero(np.isin(frags, np.unique(frags[self.ix])))
         local = np.full(len(frags), -1)
         local[atoms] = np.arange(atoms.size)
-        bonds = local[np.asarray(u.bonds.to_indices())]
+        bonds = local[bonds]
         bonds = bonds[(bonds >= 0).all(axis=1)]
         n = atoms.size
         _, first = np.unique(frags[atoms], return_index=True)  # one root per molecule
@@ -160,7 +169,6 @@ class WholeTracker:
         depth = np.zeros(n + 1, dtype=np.intp)
         for node in order[1:]:
             depth[node] = depth[pred[node]] + 1
-        box = box_matrix(dimensions)
         frac = np.asarray(pos[atoms], dtype=np.float64) @ np.linalg.inv(box)
         order = order[1:]
         levels = depth[order]
@@ -173,10 +181,9 @@ class WholeTracker:
         whole[atoms] = frac @ box
         return whole
 
-    def _join(self, frac, box):
+    def _join(self, frac, box, fragments):
         """Move fragments of multi-fragment groups next to the group's first one."""
-        frags = fragment_ids(self.universe)
-        local_frag = (frags[self.ix] if frags is not None
+        local_frag = (fragments[0][self.ix] if fragments is not None
                       else np.arange(self.ix.size))  # no bonds: one atom each
         shift = {}  # fragment -> integer box-vector shift, once placed
         self._joined = []
