@@ -207,20 +207,25 @@ def engine_tree(pid: int) -> list[psutil.Process]:
         return []
 
 
-def listener_in_tree(pid: int, port: int) -> int | None:
-    """PID of the process in ``pid``'s tree listening on TCP ``port``, or None.
-
-    Only the engine's own processes are inspected, which works without root.
-    """
+def _tree_connections(pid: int, port: int):
+    """(process, connection) for every TCP connection on local ``port`` held by a
+    process of ``pid``'s tree; only the engine's own processes are inspected, which
+    works without root."""
     for proc in engine_tree(pid):
         try:
             conns = proc.net_connections(kind="tcp")
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
         for conn in conns:
-            if conn.status == psutil.CONN_LISTEN and conn.laddr and \
-                    conn.laddr.port == port:
-                return proc.pid
+            if conn.laddr and conn.laddr.port == port:
+                yield proc, conn
+
+
+def listener_in_tree(pid: int, port: int) -> int | None:
+    """PID of the process in ``pid``'s tree listening on TCP ``port``, or None."""
+    for proc, conn in _tree_connections(pid, port):
+        if conn.status == psutil.CONN_LISTEN:
+            return proc.pid
     return None
 
 
@@ -231,14 +236,6 @@ def engine_peers(pid: int, port: int) -> list[tuple[str, int]]:
     has already closed (``CLOSE_WAIT``); a connection still waiting in the listen
     backlog is not the engine's yet and is not seen.
     """
-    peers = []
-    for proc in engine_tree(pid):
-        try:
-            conns = proc.net_connections(kind="tcp")
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-        for conn in conns:
-            if conn.status != psutil.CONN_LISTEN and conn.laddr and \
-                    conn.laddr.port == port and conn.raddr:
-                peers.append((conn.raddr.ip, conn.raddr.port))
-    return peers
+    return [(conn.raddr.ip, conn.raddr.port)
+            for _, conn in _tree_connections(pid, port)
+            if conn.status != psutil.CONN_LISTEN and conn.raddr]
