@@ -312,7 +312,7 @@ def _pcoords(value, ctx, prefix="pcoord"):
 
     return tuple(PcoordSpec(type=kind, key=key, options=options)
                  for kind, key, options in pcoords.parse(
-                     value, ctx.source, prefix, lambda text, key: ctx.path(text, key)))
+                     value, ctx.source, prefix, ctx.path))
 
 
 class _Context:

@@ -146,7 +146,7 @@ class Coordinate:
     @classmethod
     def all_options(cls) -> dict[str, Option]:
         """Every key of this type, ``type`` and ``name`` included."""
-        return {"type": Option(f"{cls.type}"),
+        return {"type": Option(cls.type),
                 "name": Option("column name", default=None),
                 **cls.options}
 
@@ -259,11 +259,13 @@ def need_masses(ctx, group, option):
     """Refuse mass weighting when the topology has no (positive) masses."""
     masses = getattr(group, "masses", None)
     if masses is None or not np.all(np.asarray(masses) > 0):
-        raise ctx.error(f"the topology has no masses for these atoms; use center: "
-                        f"geometry (or weights: none), or a topology with masses",
+        raise ctx.error("the topology has no masses for these atoms; use center: "
+                        "geometry (or weights: none), or a topology with masses",
                         option)
 
 
 CENTER = Option("mass (default) or geometry: the group's centre", "choice", "mass",
                 ("mass", "geometry"))
 PBC = Option("minimum image with the frame's box (default true)", "flag", True)
+GROUP_A = Option("MDAnalysis selection of the first group", "selection")
+GROUP_B = Option("MDAnalysis selection of the second group", "selection")

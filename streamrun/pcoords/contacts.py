@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import PBC, Coordinate, Option, box_or_none, register
+from .base import GROUP_A, GROUP_B, PBC, Coordinate, Option, box_or_none, register
 from .rms import REFERENCE, REFERENCE_FORMAT, whole_reference
 
 
@@ -25,8 +25,7 @@ class NativeContacts(Coordinate):
     summary = ("fraction of native contacts Q between a and b relative to the "
                "reference (hard_cut, soft_cut or radius_cut, as MDAnalysis)")
     pbc_note = "per atom pair, minimum image when pbc (nothing needs to be whole)"
-    options = {"a": Option("MDAnalysis selection of the first group", "selection"),
-               "b": Option("MDAnalysis selection of the second group", "selection"),
+    options = {"a": GROUP_A, "b": GROUP_B,
                "reference": REFERENCE, "reference_format": REFERENCE_FORMAT,
                "radius": Option("Å; pairs closer than this in the reference are the "
                                 "native contacts (default 4.5)", "number", 4.5,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import CENTER, PBC, Coordinate, Option, box_or_none, centre, need_masses, \
-    register
+from .base import CENTER, GROUP_A, GROUP_B, PBC, Coordinate, Option, box_or_none, \
+    centre, need_masses, register
 
 
 @register
@@ -22,8 +22,7 @@ class Distance(Coordinate):
     summary = "distance between the centres of groups a and b"
     pbc_note = ("a and b are each made whole; minimum image between the two centres "
                 "when pbc")
-    options = {"a": Option("MDAnalysis selection of the first group", "selection"),
-               "b": Option("MDAnalysis selection of the second group", "selection"),
+    options = {"a": GROUP_A, "b": GROUP_B,
                "center": CENTER, "pbc": PBC}
 
     def prepare(self, ctx):
@@ -47,8 +46,7 @@ class MinDistance(Coordinate):
     type = "min_distance"
     summary = "closest distance between an atom of a and an atom of b"
     pbc_note = "per atom pair, minimum image when pbc (nothing needs to be whole)"
-    options = {"a": Option("MDAnalysis selection of the first group", "selection"),
-               "b": Option("MDAnalysis selection of the second group", "selection"),
+    options = {"a": GROUP_A, "b": GROUP_B,
                "pbc": PBC}
 
     def prepare(self, ctx):
