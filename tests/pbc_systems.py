@@ -651,6 +651,19 @@ def wrap_margin(u, c):
     return margin
 
 
+def assert_well_posed(u, coordinates, references):
+    """No count or hard/radius cut-off distance sits on its cutoff, and no wrapped
+    ``position`` centre on a cell face, in any frame: the comparison cannot then
+    turn on the last bit of a float."""
+    for c in coordinates:
+        if c["type"] == "count" or c.get("method", "hard_cut") != "soft_cut" and \
+                c["type"] == "contacts":
+            ref = references(c.get("reference"), c.get("reference_format"))
+            assert cutoff_margin(u, c, ref) > 2e-5, c["name"]
+        if c["type"] == "position" and not c.get("relative_to"):
+            assert wrap_margin(u, c) > 1e-4, c["name"]  # nowhere near a cell face
+
+
 def reference_columns(u, coordinates, reference_universe):
     """One column per built-in coordinate (config dicts, as in the YAML), from the
     engine's own trajectory ``u``.

@@ -21,9 +21,9 @@ import yaml
 from streamrun import segment
 from streamrun.config import load
 
-from pbc_systems import (ATOM_STYLE, cutoff_margin, longest_bond, mismatches,
+from pbc_systems import (ATOM_STYLE, assert_well_posed, longest_bond, mismatches,
                          read_data_positions, read_dump, reference_columns,
-                         split_bonds, whole_universe, wrap_margin, write_chain_input,
+                         split_bonds, whole_universe, write_chain_input,
                          write_chain_system)
 
 pytestmark = pytest.mark.engine("lammps")
@@ -163,13 +163,7 @@ def test_every_builtin_coordinate_equals_mdanalysis_on_the_engines_dump(
     assert written.shape == (ROWS, len(COORDINATES))
     assert result.frames == ROWS - 1
     references = reference_structures(tmp_path, system)
-    for c in COORDINATES:  # counts and cut-offs: no distance sits on a cutoff
-        if c["type"] == "count" or c.get("method", "hard_cut") != "soft_cut" and \
-                c["type"] == "contacts":
-            ref = references(c.get("reference"), c.get("reference_format"))
-            assert cutoff_margin(u, c, ref) > 2e-5, c["name"]
-        if c["type"] == "position" and not c.get("relative_to"):
-            assert wrap_margin(u, c) > 1e-4, c["name"]  # nowhere near a cell face
+    assert_well_posed(u, COORDINATES, references)
     # the plugin sees the row's frame, step, time (ps) and the box
     info = np.loadtxt(tmp_path / "aux_info.dat", ndmin=2)
     rows = np.arange(ROWS)
