@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import CENTER, PBC, Coordinate, Option, box_or_none, centre, need_masses, \
-    register
+from .base import CENTER, PBC, Coordinate, Option, need_masses, register
 
 
 class _Centres(Coordinate):
@@ -21,8 +20,8 @@ class _Centres(Coordinate):
             for g, x in zip(self.groups, self.letters):
                 need_masses(ctx, g, x)
 
-    def _centres(self):
-        return [centre(g, self.center) for g in self.groups]
+    def _centres(self, frame):
+        return [frame.centre(g, self.center) for g in self.groups]
 
 
 def _sel(what):
@@ -39,13 +38,11 @@ class Angle(_Centres):
     options = {"a": _sel("first group"), "b": _sel("vertex group"),
                "c": _sel("third group"), "center": CENTER, "pbc": PBC}
 
-    def compute(self, universe):
+    def compute(self, frame):
         from MDAnalysis.lib.distances import calc_angles
 
-        a, b, c = self._centres()
-        return np.atleast_1d(np.degrees(calc_angles(a, b, c,
-                                                    box=box_or_none(universe,
-                                                                    self.pbc))))
+        a, b, c = self._centres(frame)
+        return np.atleast_1d(np.degrees(calc_angles(a, b, c, box=frame.box(self.pbc))))
 
 
 @register
@@ -60,9 +57,9 @@ class Dihedral(_Centres):
                "c": _sel("third group"), "d": _sel("fourth group"),
                "center": CENTER, "pbc": PBC}
 
-    def compute(self, universe):
+    def compute(self, frame):
         from MDAnalysis.lib.distances import calc_dihedrals
 
-        value = float(np.degrees(calc_dihedrals(*self._centres(),
-                                                box=box_or_none(universe, self.pbc))))
+        value = float(np.degrees(calc_dihedrals(*self._centres(frame),
+                                                box=frame.box(self.pbc))))
         return np.atleast_1d(180.0 if value <= -180.0 else value)

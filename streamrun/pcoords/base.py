@@ -3,9 +3,9 @@
 A coordinate follows the shape of MDAnalysis' ``AnalysisBase``, cut to what a stream
 needs. Its class declares its options (with help text, defaults and checks) in
 :attr:`Coordinate.options`; :meth:`Coordinate.prepare` makes the selections once;
-:meth:`Coordinate.compute` turns the current frame of the Universe into a 1-D array
-of values. The groups a coordinate lists in :meth:`Coordinate.whole_groups` are made
-whole before every call (see :mod:`streamrun.pcoords.pbc`).
+:meth:`Coordinate.compute` turns the current :class:`Frame` into a 1-D array of
+values. The groups a coordinate lists in :meth:`Coordinate.whole_groups` are whole
+in every :class:`Frame` (see :mod:`streamrun.pcoords.pbc`).
 
 Adding a coordinate is one module: subclass :class:`Coordinate`, decorate it with
 :func:`register`, and import the module in ``streamrun/pcoords/__init__.py``.
@@ -220,8 +220,8 @@ class Coordinate:
             self._whole.append((atoms, f"{self.key}.{option}", getattr(self, option)))
         return atoms
 
-    def compute(self, universe) -> np.ndarray:
-        """Values of the current frame (the Universe's timestep)."""
+    def compute(self, frame: "Frame") -> np.ndarray:
+        """Values of the current frame."""
         raise NotImplementedError
 
     def column_names(self) -> list[str]:
@@ -237,22 +237,123 @@ def register(cls):
 
 
 def box_or_none(universe, pbc=True):
-    """The frame's box (MDAnalysis dimensions) when ``pbc`` and there is one."""
-    if not pbc:
-        return None
-    box = universe.dimensions
-    if box is None or not np.all(np.asarray(box[:3]) > 0):
-        return None
-    return box
+    """The box of a Universe's current frame (MDAnalysis dimensions) when ``pbc``
+    and there is one."""
+    return _valid_box(universe.dimensions) if pbc else None
 
 
-def centre(group, center: str):
-    """Centre of mass or of geometry of a (whole) group, float64."""
-    if len(group) == 1:
-        return group.positions[0].astype(np.float64)
-    if center == "mass":
-        return np.asarray(group.center_of_mass(), dtype=np.float64)
-    return np.asarray(group.center_of_geometry(), dtype=np.float64)
+def _valid_box(dimensions):
+    if dimensions is None or not np.all(np.asarray(dimensions[:3]) > 0):
+        return None
+    return dimensions
+
+
+class Frame:
+    """The frame a :meth:`Coordinate.compute` call sees.
+
+    Positions come from arrays, not from the Universe: the atoms the tracker keeps
+    whole (:class:`~streamrun.pcoords.pbc.WholeTracker`) from its whole positions,
+    every other atom as streamed. Per group, where its atoms are found is worked
+    out once, on its first use, so a frame costs what the groups cost, whatever
+    the system size.
+
+    Parameters
+    ----------
+    universe : MDAnalysis.Universe
+        Its timestep holds the current frame (time, step, box); plugins read it.
+    tracked : numpy.ndarray
+        Sorted indices of the atoms kept whole.
+
+    Attributes
+    ----------
+    universe : MDAnalysis.Universe
+    dimensions : numpy.ndarray or None
+        The frame's box (MDAnalysis dimensions, Å and degrees), None without one.
+    """
+
+    def __init__(self, universe, tracked):
+        self.universe = universe
+        self._tracked = tracked
+        self._plans = {}   # id(group) -> _GroupPlan
+        self._shared = {}  # atom indices (bytes) -> _GroupPlan: equal groups share
+        self._serial = 0   # frame counter: a plan's positions are this frame's
+        self._raw = self._whole = self.dimensions = None
+
+    def update(self, raw, whole, dimensions):
+        """Point at the next frame: every atom as streamed (``raw``, (n_atoms, 3)),
+        the tracked atoms whole (``whole``, (len(tracked), 3)) and the box."""
+        self._raw, self._whole = raw, whole
+        self.dimensions = _valid_box(dimensions)
+        self._serial += 1
+
+    def box(self, pbc=True):
+        """The box for MDAnalysis' distance functions when ``pbc``, else None."""
+        return self.dimensions if pbc else None
+
+    def _plan(self, group):
+        plan = self._plans.get(id(group))
+        if plan is None:
+            key = group.ix.tobytes()
+            plan = self._shared.get(key) or _GroupPlan(group, self._tracked)
+            self._shared[key] = self._plans[id(group)] = plan
+            plan.groups.append(group)  # keeps the group, and so its id, alive
+        return plan
+
+    def positions(self, group) -> np.ndarray:
+        """Positions of an AtomGroup in this frame, float64, Å, read-only (shared
+        by every coordinate that asks this frame); whole for the atoms the tracker
+        keeps whole."""
+        plan = self._plan(group)
+        if plan.serial != self._serial:
+            plan.positions = plan.take(self._raw, self._whole)
+            plan.positions.flags.writeable = False
+            plan.serial = self._serial
+        return plan.positions
+
+    def masses(self, group) -> np.ndarray:
+        """The group's masses (float64), read from the topology once."""
+        plan = self._plan(group)
+        if plan.masses is None:
+            plan.masses = np.asarray(group.masses, dtype=np.float64)
+            plan.fractions = plan.masses / plan.masses.sum()
+        return plan.masses
+
+    def centre(self, group, center: str = "mass") -> np.ndarray:
+        """Centre of mass (``mass``) or of geometry of a (whole) group, float64;
+        as ``AtomGroup.center_of_mass`` / ``center_of_geometry``."""
+        pos = self.positions(group)
+        if len(pos) == 1:
+            return pos[0].copy()
+        if center == "mass":
+            self.masses(group)
+            return self._plans[id(group)].fractions @ pos
+        return pos.mean(axis=0)
+
+
+class _GroupPlan:
+    """Where a group's atoms are in a :class:`Frame`'s arrays, found once."""
+
+    __slots__ = ("groups", "take", "masses", "fractions", "positions", "serial")
+
+    def __init__(self, group, tracked):
+        ix = group.ix
+        loc = np.minimum(np.searchsorted(tracked, ix), max(tracked.size - 1, 0))
+        hit = tracked[loc] == ix if tracked.size else np.zeros(ix.size, bool)
+        if hit.all():    # every atom kept whole
+            self.take = lambda raw, whole: whole[loc]
+        elif not hit.any():  # none: as streamed
+            self.take = lambda raw, whole: raw[ix].astype(np.float64)
+        else:
+            where = np.flatnonzero(hit)
+            loc = loc[hit]
+
+            def take(raw, whole):
+                pos = raw[ix].astype(np.float64)
+                pos[where] = whole[loc]
+                return pos
+            self.take = take
+        self.groups, self.masses, self.fractions = [], None, None
+        self.positions, self.serial = None, -1
 
 
 def need_masses(ctx, group, option):

@@ -1,10 +1,12 @@
 """From one frame's positions to one row of every configured coordinate.
 
 :class:`PcoordCalculator` holds the Universe (topology + start structure) whose
-single timestep each streamed frame overwrites. Before the coordinates run, the
-atoms of every group they need whole are replaced by their whole positions
-(:class:`~streamrun.pcoords.pbc.WholeTracker`), and put back afterwards, so a
-trajectory written from the stream keeps what the engine sent.
+single timestep each streamed frame overwrites, as the engine sent it (a trajectory
+written from the stream keeps that). The atoms of every group the coordinates need
+whole are followed by :class:`~streamrun.pcoords.pbc.WholeTracker`; the built-in
+coordinates read them from a :class:`~streamrun.pcoords.base.Frame`. For plugins,
+which read the Universe, the whole positions are written into the timestep while
+they run and put back afterwards.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import warnings
 import numpy as np
 
 from ..errors import ConfigError, PcoordError
-from .base import REGISTRY
+from .base import REGISTRY, Frame
 from .pbc import WholeTracker
 
 
@@ -108,6 +110,9 @@ class PcoordCalculator:
             c.prepare(PrepareContext(self, c))
             groups += c.whole_groups()
         self.tracker = WholeTracker(self.universe, groups, config.source)
+        self.frame = Frame(self.universe, self.tracker.ix)
+        self._universe_readers = [c for c in self.coordinates
+                                  if getattr(c, "reads_universe", False)]
         self.columns = None
         self._box_key = None
         self._frame_interval = config.engine.frame_interval
@@ -167,8 +172,10 @@ class PcoordCalculator:
     # -- rows ---------------------------------------------------------------
     def _evaluate(self, frame_label, whole):
         ts, ix = self._ts, self.tracker.ix
-        saved = ts.positions[ix] if ix.size else None
-        if ix.size:
+        self.frame.update(ts.positions, whole, ts.dimensions)
+        saved = None
+        if self._universe_readers and ix.size:
+            saved = ts.positions[ix]
             ts.positions[ix] = whole
         try:
             values = [self._compute(c, frame_label) for c in self.coordinates]
@@ -182,7 +189,7 @@ class PcoordCalculator:
 
     def _compute(self, c, frame_label):
         try:
-            v = np.asarray(c.compute(self.universe), dtype=np.float64).ravel()
+            v = np.asarray(c.compute(self.frame), dtype=np.float64).ravel()
         except Exception as e:
             raise PcoordError(f"{c.key} ({c.name}) failed on {frame_label}: "
                               f"{type(e).__name__}: {e}") from e

@@ -58,12 +58,12 @@ class NativeContacts(Coordinate):
                             "radius")
         self.r0 = r0[native]
 
-    def compute(self, universe):
+    def compute(self, frame):
         from MDAnalysis.analysis import contacts
         from MDAnalysis.lib.distances import calc_bonds
 
-        r = calc_bonds(self.ga.positions[self.ia], self.gb.positions[self.ib],
-                       box=box_or_none(universe, self.pbc))
+        r = calc_bonds(frame.positions(self.ga)[self.ia],
+                       frame.positions(self.gb)[self.ib], box=frame.box(self.pbc))
         if self.method == "soft_cut":
             q = contacts.soft_cut_q(r, self.r0, beta=self.beta,
                                     lambda_constant=self.lambda_constant)

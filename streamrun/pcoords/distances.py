@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import CENTER, GROUP_A, GROUP_B, PBC, Coordinate, Option, box_or_none, \
-    centre, need_masses, register
+from .base import CENTER, GROUP_A, GROUP_B, PBC, Coordinate, Option, need_masses, \
+    register
 
 
 @register
@@ -31,12 +31,12 @@ class Distance(Coordinate):
             need_masses(ctx, self.ga, "a")
             need_masses(ctx, self.gb, "b")
 
-    def compute(self, universe):
+    def compute(self, frame):
         from MDAnalysis.lib.distances import calc_bonds
 
-        return np.atleast_1d(calc_bonds(centre(self.ga, self.center),
-                                        centre(self.gb, self.center),
-                                        box=box_or_none(universe, self.pbc)))
+        return np.atleast_1d(calc_bonds(frame.centre(self.ga, self.center),
+                                        frame.centre(self.gb, self.center),
+                                        box=frame.box(self.pbc)))
 
 
 @register
@@ -53,11 +53,11 @@ class MinDistance(Coordinate):
         self.ga = self.group(ctx, "a", whole=False)
         self.gb = self.group(ctx, "b", whole=False)
 
-    def compute(self, universe):
+    def compute(self, frame):
         from MDAnalysis.lib.distances import distance_array
 
-        d = distance_array(self.ga.positions, self.gb.positions,
-                           box=box_or_none(universe, self.pbc))
+        d = distance_array(frame.positions(self.ga), frame.positions(self.gb),
+                           box=frame.box(self.pbc))
         return np.atleast_1d(d.min())
 
 
@@ -86,13 +86,13 @@ class Position(Coordinate):
                 if g is not None:
                     need_masses(ctx, g, option)
 
-    def compute(self, universe):
+    def compute(self, frame):
         from MDAnalysis.lib.distances import apply_PBC, minimize_vectors
 
-        box = box_or_none(universe, self.pbc)
-        c = centre(self.gs, self.center)
+        box = frame.box(self.pbc)
+        c = frame.centre(self.gs, self.center)
         if self.gr is not None:
-            c = c - centre(self.gr, self.center)
+            c = c - frame.centre(self.gr, self.center)
             if box is not None:
                 c = minimize_vectors(c[None], box)[0]
         elif box is not None:
@@ -121,11 +121,16 @@ class Count(Coordinate):
         if len(self.gb) == 0:
             raise ctx.error("every atom of b is also in a; nothing left to count", "b")
 
-    def compute(self, universe):
-        from MDAnalysis.lib.distances import capped_distance
+    def compute(self, frame):
+        from MDAnalysis.lib.distances import capped_distance, distance_array
 
-        pairs = capped_distance(self.ga.positions, self.gb.positions,
-                                max_cutoff=self.cutoff,
-                                box=box_or_none(universe, self.pbc),
+        pa, pb, box = frame.positions(self.ga), frame.positions(self.gb), \
+            frame.box(self.pbc)
+        # Only atoms of b within (extent of a + cutoff) of a's first atom can count
+        # (triangle inequality, minimum-image distances included): one distance per
+        # b atom instead of a grid search over all of b (10 -> 1.3 ms at 98k atoms).
+        reach = distance_array(pa[:1], pa, box=box).max() + self.cutoff + 1e-3
+        near = np.flatnonzero(distance_array(pa[:1], pb, box=box)[0] <= reach)
+        pairs = capped_distance(pa, pb[near], max_cutoff=self.cutoff, box=box,
                                 return_distances=False)
         return np.atleast_1d(float(np.unique(pairs[:, 1]).size))

@@ -1,4 +1,5 @@
-"""Radius of gyration (Å), ``AtomGroup.radius_of_gyration`` of a whole group."""
+"""Radius of gyration (Å) of a whole group, as ``AtomGroup.radius_of_gyration``:
+sqrt(sum w_i |r_i - c|^2 / sum w_i), c the weighted centre, w the masses or 1."""
 
 from __future__ import annotations
 
@@ -23,9 +24,11 @@ class RadiusOfGyration(Coordinate):
         if self.weights == "mass":
             need_masses(ctx, self.gs, "select")
 
-    def compute(self, universe):
+    def compute(self, frame):
+        pos = frame.positions(self.gs)
         if self.weights == "mass":
-            return np.atleast_1d(self.gs.radius_of_gyration())
-        pos = self.gs.positions.astype(np.float64)
-        pos -= pos.mean(axis=0)
+            w = frame.masses(self.gs)
+            pos = pos - frame.centre(self.gs, "mass")
+            return np.atleast_1d(np.sqrt(np.einsum("i,ij,ij->", w, pos, pos) / w.sum()))
+        pos = pos - pos.mean(axis=0)
         return np.atleast_1d(np.sqrt(np.einsum("ij,ij->", pos, pos) / len(pos)))

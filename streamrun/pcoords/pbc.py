@@ -101,6 +101,16 @@ class WholeTracker:
         self._frac = None      # fractional positions of the tracked atoms
         self._cart = None      # Cartesian positions when the start had no box
         self._joined = []      # (local indices, label) of multi-fragment groups
+        self._box = (None, None, None)  # dimensions bytes, box vectors, inverse
+
+    def _box_and_inverse(self, dimensions):
+        """Box vectors and their inverse, worked out again only when the box
+        changes (never under NVT)."""
+        key = None if dimensions is None else np.asarray(dimensions).tobytes()
+        if key != self._box[0]:
+            box = box_matrix(dimensions)
+            self._box = (key, box, None if box is None else np.linalg.inv(box))
+        return self._box[1], self._box[2]
 
     def _locals(self, group):
         return np.searchsorted(self.ix, group.ix)  # ix is sorted and holds them
@@ -250,22 +260,22 @@ class WholeTracker:
         """
         if self.ix.size == 0:
             return np.empty((0, 3))
-        pos = np.asarray(positions[self.ix], dtype=np.float64)
-        box = box_matrix(dimensions)
+        pos = positions[self.ix].astype(np.float64)
+        box, inv = self._box_and_inverse(dimensions)
         if box is None:
             if self._frac is not None:
                 raise PcoordError(f"{where} has no box but the start structure has "
                                   f"one; the groups cannot be followed")
             self._cart = pos
             return pos
-        inv = np.linalg.inv(box)
         if self._frac is None:  # the start structure had no box
             self._frac = self._cart @ inv
         frac = pos @ inv
         step = self._frac - frac
-        frac += np.round(step)
-        moved = np.abs(frac - self._frac)
-        if moved.size and moved.max() >= MAX_JUMP:
+        shift = np.round(step)
+        frac += shift
+        moved = np.abs(shift - step)  # |frac - previous frac|, box fractions
+        if moved.max() >= MAX_JUMP:
             i, axis = np.unravel_index(np.argmax(moved), moved.shape)
             length = np.linalg.norm(box[axis])
             raise PcoordError(

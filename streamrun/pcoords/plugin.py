@@ -98,5 +98,8 @@ class Plugin(Coordinate):
                             f"{len(self.groups)} selection(s) given",
                             "function") from None
 
-    def compute(self, universe):
-        return self.func(universe, *self.groups)
+    #: the function reads the Universe, so the calculator puts whole positions there
+    reads_universe = True
+
+    def compute(self, frame):
+        return self.func(frame.universe, *self.groups)

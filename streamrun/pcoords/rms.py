@@ -1,17 +1,18 @@
 """RMSD to a reference structure (Å), the most common pcoord of protein WE studies.
 
 Superposition as ``MDAnalysis.analysis.rms.RMSD`` does it: the ``fit`` atoms are
-centred and optimally rotated onto the reference's ``fit`` atoms (QCP,
-``MDAnalysis.analysis.align.rotation_matrix``), the same transformation is applied to
-``select``, and ``MDAnalysis.analysis.rms.rmsd`` compares ``select`` with the
-reference's ``select``.
+centred and optimally rotated onto the reference's ``fit`` atoms with QCP
+(``MDAnalysis.lib.qcprot.CalcRMSDRotationalMatrix``, weights relative to their
+mean). When ``select`` is the fit group, the RMSD is QCP's own, as in
+``rms.RMSD``; otherwise the fit's rotation is applied to ``select`` and
+``MDAnalysis.analysis.rms.rmsd`` compares it with the reference's ``select``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .base import Coordinate, Option, box_or_none, need_masses, register
+from .base import Coordinate, Option, need_masses, register
 
 REFERENCE = Option("structure file with the topology's atoms (PDB, GRO, LAMMPS data, "
                    "...), read with the topology; default: the topology's own "
@@ -74,35 +75,45 @@ class RMSD(Coordinate):
                 need_masses(ctx, g, option)
         ref = whole_reference(ctx, self, [("select and fit", union)])
         self.ref_sel = ref.atoms[self.gs.ix].positions.astype(np.float64)
-        self.w_sel = self.gs.masses.astype(np.float64) if self.weights == "mass" \
-            else None
+        self.w_sel = self._weights(self.gs)
         if self.gf is not None:
-            self.w_fit = self.gf.masses.astype(np.float64) if self.weights == "mass" \
-                else None
+            self.w_fit = self._weights(self.gf)
             ref_fit = ref.atoms[self.gf.ix].positions.astype(np.float64)
             self.ref_com = np.average(ref_fit, axis=0, weights=self.w_fit)
             self.ref_fit = ref_fit - self.ref_com
+            self._rot = np.empty(9)
             if len(self.gf) < 3:
                 raise ctx.error("a superposition needs at least 3 atoms; select more "
                                 "or use fit: none", "fit" if self.fit else "select")
         else:
             self.ref_centre = np.average(self.ref_sel, axis=0, weights=self.w_sel)
 
-    def compute(self, universe):
-        from MDAnalysis.analysis.align import rotation_matrix
-        from MDAnalysis.analysis.rms import rmsd
+    def _weights(self, group):
+        """Mass weights relative to their mean (as rms.rmsd), or None."""
+        if self.weights != "mass":
+            return None
+        w = group.masses.astype(np.float64)
+        return w / w.mean()
 
-        mobile = self.gs.positions.astype(np.float64)
+    def compute(self, frame):
+        from MDAnalysis.analysis.rms import rmsd
+        from MDAnalysis.lib.qcprot import CalcRMSDRotationalMatrix
+
+        mobile = frame.positions(self.gs)
         if self.gf is None:
-            box = box_or_none(universe)
+            box = frame.box()
             if box is not None:  # the image of the group nearest the reference
                 from MDAnalysis.lib.distances import minimize_vectors
 
                 d = np.average(mobile, axis=0, weights=self.w_sel) - self.ref_centre
-                mobile -= d - minimize_vectors(d[None], box)[0]
+                mobile = mobile - (d - minimize_vectors(d[None], box)[0])
             return np.atleast_1d(rmsd(mobile, self.ref_sel, weights=self.w_sel))
-        fit = self.gf.positions.astype(np.float64)
-        com = np.average(fit, axis=0, weights=self.w_fit)
-        rot, _ = rotation_matrix(fit - com, self.ref_fit, weights=self.w_fit)
-        moved = (mobile - com) @ rot.T + self.ref_com
+        fit = mobile if self.gf is self.gs else frame.positions(self.gf)
+        com = fit.mean(axis=0) if self.w_fit is None else self.w_fit @ fit / len(fit)
+        # QCP's rotation takes the centred fit atoms onto the centred reference
+        value = CalcRMSDRotationalMatrix(self.ref_fit, fit - com, len(fit), self._rot,
+                                         self.w_fit)
+        if self.gf is self.gs:
+            return np.atleast_1d(value)
+        moved = (mobile - com) @ self._rot.reshape(3, 3) + self.ref_com
         return np.atleast_1d(rmsd(moved, self.ref_sel, weights=self.w_sel))
