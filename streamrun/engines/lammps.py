@@ -2,11 +2,13 @@
 
 The input script receives three variables on the command line and must use them::
 
-    fix stream all imd ${streamrun_port} version 3 trate ${streamrun_every} unwrap on
+    fix stream all imd ${streamrun_port} version 3 trate ${streamrun_every} velocities off forces off
     run ${streamrun_nsteps}
 
-``unwrap on`` is optional: streamrun makes its groups whole itself (wrapped or
-unwrapped coordinates give the same pcoords). LAMMPS refuses port 0, so streamrun
+``velocities off forces off`` is optional: streamrun uses positions only, and LAMMPS
+sends all three by default (three times the bytes). ``unwrap on`` is optional:
+streamrun makes its groups whole itself (wrapped or unwrapped coordinates give the
+same pcoords). LAMMPS refuses port 0, so streamrun
 picks and reserves the port. With ``trate N``
 the first frame is step N (not step 0), so a segment of ``nsteps`` streams
 ``nsteps / N`` frames; pcoord row 0 comes from the start structure.
@@ -53,7 +55,7 @@ class LammpsAdapter(EngineAdapter):
         fixes = [(n, c) for n, c in commands
                  if re.match(r"fix\s+\S+\s+\S+\s+imd\s", c)]
         wanted = (f"fix stream all imd ${{{PORT_VAR}}} version 3 trate "
-                  f"${{{EVERY_VAR}}} unwrap on")
+                  f"${{{EVERY_VAR}}} velocities off forces off")
         if not fixes:
             raise ConfigError(
                 f"no 'fix ... imd' command in {engine.input}; add the line\n  {wanted}\n"
