@@ -412,7 +412,9 @@ def load_note(results: dict, cores: int | None = None) -> str:
 SUMMARY = re.compile(r"wall (?P<wall>[0-9.]+) s, stream (?P<stream>[0-9.]+) s "
                      r"\((?P<rate>[0-9.]+) frames/s\), pcoord compute "
                      r"(?P<compute>[0-9.]+) s(?:, engine paused by back-pressure "
-                     r"(?P<paused>[0-9.]+) s \((?P<pauses>\d+)x\))?")
+                     r"(?P<paused>[0-9.]+) s \((?P<pauses>\d+)x\))?"
+                     r"(?:; alpha (?P<alpha>[0-9.]+) \(pcoord / stream\))?"
+                     r"(?:, engine launched (?P<launch>[0-9.]+) s after start)?")
 
 
 def parse_summary(stderr: str) -> dict:

@@ -87,7 +87,7 @@ def _load(config_path, overrides, output=None, workdir=None, mode="segment"):
 
 def _run(config_path, overrides, output=None, quiet=False, workdir=None,
          dry_run=False):
-    from .segment import describe, run_segment
+    from .segment import describe, process_age, run_segment
 
     config = _load(config_path, overrides, output, workdir)
     if dry_run:
@@ -107,7 +107,8 @@ def _run(config_path, overrides, output=None, quiet=False, workdir=None,
         bar.update(done - bar.pos)
 
     try:
-        result = run_segment(config, log=_say, progress=progress)
+        result = run_segment(config, log=_say, progress=progress,
+                             started=process_age())
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)

@@ -9,9 +9,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from .errors import StreamrunError
+from .lazy import numpy as np
 
 
 def write_pcoord(path: Path, rows: np.ndarray, column_labels=()) -> None:

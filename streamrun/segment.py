@@ -1,5 +1,11 @@
 """One segment, start to finish: config -> launch -> stream -> pcoords -> pcoord file.
 
+The engine starts first: every engine waits for its IMD client before its first MD
+step, so streamrun builds the pcoord calculator (MDAnalysis, the Universe, the
+selections, row 0) while the engine starts up and waits. A bad selection or plugin
+still fails before any MD step: the engine is stopped, its port released, nothing
+written.
+
 The main thread owns the engine and the signals; the reader thread owns the stream
 and the pcoord calculation. Whatever happens, the engine's whole process tree is
 stopped before :func:`run_segment` returns or raises, and the pcoord file is
@@ -17,13 +23,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from . import guard
 from .engines import ADAPTERS
 from .engines.base import resolve_executable
 from .folders import FolderWatch
 from .inputs import MAX_STRUCTURE_BYTES, InputFileError, check_regular
+from .lazy import numpy as np
 from .errors import (ConfigError, EngineError, ForeignClientError, Interrupted,
                      PortError, StreamError)
 from .pcoords import PcoordCalculator
@@ -55,17 +60,28 @@ class SegmentResult:
     column_labels: list = field(default_factory=list)
     paused_seconds: float | None = None
     pauses: int = 0
+    launch_seconds: float | None = None
+
+    @property
+    def alpha(self) -> float:
+        """pcoord compute time / stream time: the share of the MD time the pcoord
+        took (above 1, the pcoord is the slower side and paused the engine)."""
+        return self.compute_seconds / self.stream_seconds if self.stream_seconds > 0 \
+            else 0.0
 
     def summary(self) -> str:
         rate = self.frames / self.stream_seconds if self.stream_seconds > 0 else 0.0
         paused = ("" if self.paused_seconds is None else
                   f", engine paused by back-pressure {self.paused_seconds:.2f} s "
                   f"({self.pauses}x)")
+        launched = ("" if self.launch_seconds is None else
+                    f", engine launched {self.launch_seconds:.2f} s after start")
         return (f"{self.frames} frames streamed -> {self.rows.shape[0]} rows x "
                 f"{self.rows.shape[1]} ({', '.join(self.column_labels)}) in "
                 f"{self.output}; wall {self.wall_seconds:.2f} s, stream "
                 f"{self.stream_seconds:.2f} s ({rate:.1f} frames/s), pcoord compute "
-                f"{self.compute_seconds:.2f} s{paused}")
+                f"{self.compute_seconds:.2f} s{paused}; alpha {self.alpha:.2f} "
+                f"(pcoord / stream){launched}")
 
 
 @contextlib.contextmanager
@@ -86,9 +102,14 @@ def _signals_raise():
             signal.signal(s, h)
 
 
-def _launch(config, adapter, executable, log, check_parent=None):
+def _launch(config, adapter, executable, log, check_parent=None, meanwhile=None):
     """Start the engine until it listens on a port we reserved; return
-    (engine, reservation, port, launches)."""
+    (engine, reservation, port, launches).
+
+    ``meanwhile()``, if given, runs once, right after the first engine process
+    started (while it starts up and waits for its client); if it raises, the
+    engine is stopped and its port released.
+    """
     failed = []
     for attempt in range(1, MAX_LAUNCHES + 1):
         reservation = (_NoReservation() if adapter.engine_picks_port
@@ -99,6 +120,8 @@ def _launch(config, adapter, executable, log, check_parent=None):
                                                    reservation.port),
                                    config.engine.workdir, config.log, adapter,
                                    env=env_for_engine())
+            if attempt == 1 and meanwhile is not None:
+                meanwhile()
             state = engine.wait_ready(config.engine.ready_timeout, check=check_parent)
             if state.bind_failed and not state.ready:
                 log(f"port {reservation.port} was taken before the engine bound it; "
@@ -216,7 +239,8 @@ def _confirm_listener(engine, port, wait=5.0):
                     f"listener. " + engine.describe_exit())
 
 
-def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
+def run_segment(config, log=lambda msg: None, progress=None,
+                started: float | None = None) -> SegmentResult:
     """Run one segment and write its pcoord file.
 
     Parameters
@@ -226,6 +250,9 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
         Receives one-line status messages.
     progress : callable, optional
         Called as ``progress(frames_received, frames_expected)`` while streaming.
+    started : float, optional
+        Seconds already spent on this segment before the call (e.g. the process's
+        start-up, :func:`process_age`); counted in the wall time and the launch time.
 
     Returns
     -------
@@ -237,6 +264,7 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
         On any failure; the engine tree is stopped and no pcoord file is written.
     """
     t_start = time.monotonic()
+    startup = started or 0.0
     adapter = ADAPTERS[config.engine.name]
     executable = resolve_executable(adapter, config.engine, config.source)
     check_parent = _parent_watch()
@@ -248,18 +276,27 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
             folders = FolderWatch({"engine.workdir": config.engine.workdir,
                                    "output": config.output.parent,
                                    "log": config.log.parent})
-            calculator, row0 = _calculator(config)  # bad selections/plugins fail here
             expected = adapter.expected_frames(config.engine.nsteps,
                                                config.engine.frame_interval)
-            if config.trajectory is not None:
-                sink = TrajectorySink(config.trajectory, calculator.universe)
+            built = {}
+            launch_time = None
+
+            def build():  # while the engine starts; bad selections/plugins fail here
+                nonlocal launch_time
+                launch_time = startup + (time.monotonic() - t_start)
+                built["calculator"], built["row0"] = _calculator(config)
+
             launches = 0
             while True:
                 attempt = _Attempt()
                 engine, attempt.reservation, port, n = _launch(
-                    config, adapter, executable, log, check_parent)
+                    config, adapter, executable, log, check_parent,
+                    meanwhile=None if built else build)
                 attempt.engine = engine
                 launches += n
+                calculator, row0 = built["calculator"], built["row0"]
+                if config.trajectory is not None and sink is None:
+                    sink = TrajectorySink(config.trajectory, calculator.universe)
                 attempt.client, own = _connect_only_client(
                     engine, port, calculator.n_atoms,
                     _buffer_bytes(config, calculator.n_atoms, expected),
@@ -298,21 +335,41 @@ def run_segment(config, log=lambda msg: None, progress=None) -> SegmentResult:
             copy_restart(config.engine.workdir, config.restart, config.restart_return)
             _write_datasets(config, calculator, rows)
             done = True
-            return SegmentResult(rows=rows, output=config.output, frames=reader.count,
-                                 wall_seconds=time.monotonic() - t_start,
-                                 stream_seconds=stream_seconds,
-                                 compute_seconds=reader.compute_seconds, port=port,
-                                 launches=launches,
-                                 column_names=calculator.column_names(),
-                                 column_labels=calculator.column_labels(),
-                                 paused_seconds=engine.paused_seconds,
-                                 pauses=engine.pauses)
+            result = SegmentResult(
+                rows=rows, output=config.output, frames=reader.count,
+                wall_seconds=startup + time.monotonic() - t_start,
+                stream_seconds=stream_seconds, compute_seconds=reader.compute_seconds,
+                port=port, launches=launches, column_names=calculator.column_names(),
+                column_labels=calculator.column_labels(),
+                paused_seconds=engine.paused_seconds, pauses=engine.pauses,
+                launch_seconds=launch_time)
+            # the engine log (and WESTPA's log return) ends with the telemetry too
+            with contextlib.suppress(OSError), open(config.log, "a") as f:
+                f.write(f"\nstreamrun: {result.summary()}\n")
+            return result
         finally:
             if sink is not None:
                 sink.close(keep=done)
             if attempt is not None:
                 attempt.release()
             copy_log(config.log, config.log_return)
+
+
+def process_age() -> float:
+    """Seconds since this process started (interpreter start-up and imports
+    included), 0.0 where the system does not tell.
+
+    From ``/proc/self/stat`` (start time in clock ticks since boot) and the boot
+    clock: psutil's ``create_time`` adds the boot time, which Linux gives in whole
+    seconds, so it can be up to a second off.
+    """
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME)
+                   - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
 
 
 def _buffer_bytes(config, n_atoms, expected):

@@ -15,10 +15,9 @@ import sys
 import threading
 import time
 
-import numpy as np
-
 from . import guard
 from .errors import StreamError
+from .lazy import numpy as np
 
 logger = logging.getLogger(__name__)
 

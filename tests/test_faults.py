@@ -3,7 +3,9 @@ log kept, no pcoord file (or a complete one), and no engine process left."""
 
 import errno
 import os
+import re
 import signal
+import socket
 import subprocess
 import time
 
@@ -124,6 +126,28 @@ def test_an_unwritable_pcoord_path_fails_before_the_engine_starts(lmp, tmp_path,
     assert proc.returncode == 2 and "/proc" in line and "output" in line
     assert not (tmp_path / "seg" / "streamrun-engine.log").exists()
 
+
+def test_a_bad_selection_stops_the_started_engine_before_its_first_md_step(
+        lmp, tmp_path, no_engine_left):
+    """The engine starts first and the pcoord set-up runs while it waits for its IMD
+    client, so a selection that selects nothing is found with the engine already
+    launched: exit 2, one line naming the key, the engine stopped before any MD
+    step (its own dump holds no frame), its port free again, its log kept."""
+    config = make_tiny_sim(
+        tmp_path / "sim", lmp,
+        engine={"input": "lj.in", "nsteps": 100, "frame_interval": 10,
+                "variables": {"dumpfile": "dump.lammpstrj"}},
+        pcoord=[{"type": "distance", "a": "index 9999", "b": "index 1"}])
+    proc, _ = run_cli(config, tmp_path / "seg")
+    line = one_error_line(proc)
+    assert proc.returncode == 2 and "pcoord[0].a" in line and "selects no atoms" in line
+    seg = tmp_path / "seg"
+    assert not (seg / "pcoord.dat").exists()
+    log = (seg / "streamrun-engine.log").read_text()
+    port = int(re.search(r"Waiting for IMD connection on port (\d+)", log)[1])
+    assert "ITEM: TIMESTEP" not in (seg / "dump.lammpstrj").read_text()
+    with socket.socket() as s:  # released: another program can bind it now
+        s.bind(("", port))
 
 def test_a_full_disk_while_writing_leaves_no_partial_pcoord_file(lmp, tmp_path,
                                                                 monkeypatch,

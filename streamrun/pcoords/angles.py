@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
+from ..lazy import numpy as np
 from .base import CENTER, PBC, Coordinate, Option, need_masses, register
 
 

@@ -18,9 +18,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
-
 from ..errors import ConfigError
+from ..lazy import numpy as np
 
 #: type name -> Coordinate subclass; filled by :func:`register`.
 REGISTRY: dict[str, type["Coordinate"]] = {}

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
-
 from ..errors import ConfigError, PcoordError
+from ..lazy import numpy as np
 from .base import REGISTRY, Frame
 from .pbc import WholeTracker
 

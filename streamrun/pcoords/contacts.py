@@ -10,8 +10,7 @@ Only the native pairs' distances are computed per frame.
 
 from __future__ import annotations
 
-import numpy as np
-
+from ..lazy import numpy as np
 from .base import GROUP_A, GROUP_B, PBC, Coordinate, Option, box_or_none, register
 from .rms import REFERENCE, REFERENCE_FORMAT, whole_reference
 

@@ -8,8 +8,7 @@ image with the frame's box when ``pbc`` is true.
 
 from __future__ import annotations
 
-import numpy as np
-
+from ..lazy import numpy as np
 from .base import CENTER, GROUP_A, GROUP_B, PBC, Coordinate, Option, need_masses, \
     register
 

@@ -3,8 +3,7 @@ sqrt(sum w_i |r_i - c|^2 / sum w_i), c the weighted centre, w the masses or 1.""
 
 from __future__ import annotations
 
-import numpy as np
-
+from ..lazy import numpy as np
 from .base import Coordinate, Option, need_masses, register
 
 

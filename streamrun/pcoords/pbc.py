@@ -32,9 +32,8 @@ not this module's business: coordinates apply them with the frame's box.
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..errors import ConfigError, PcoordError
+from ..lazy import numpy as np
 
 #: Largest move of one atom between two frames, as a fraction of a box vector,
 #: that is still followed (atoms move ~0.01-0.1 box per frame in practice).

@@ -10,8 +10,7 @@ mean). When ``select`` is the fit group, the RMSD is QCP's own, as in
 
 from __future__ import annotations
 
-import numpy as np
-
+from ..lazy import numpy as np
 from .base import Coordinate, Option, need_masses, register
 
 REFERENCE = Option("structure file with the topology's atoms (PDB, GRO, LAMMPS data, "
