@@ -86,7 +86,7 @@ def _load(config_path, overrides, output=None, workdir=None, mode="segment"):
 
 
 def _run(config_path, overrides, output=None, quiet=False, workdir=None,
-         dry_run=False):
+         dry_run=False, warm=False):
     from .segment import describe, process_age, run_segment
 
     config = _load(config_path, overrides, output, workdir)
@@ -107,8 +107,9 @@ def _run(config_path, overrides, output=None, quiet=False, workdir=None,
         bar.update(done - bar.pos)
 
     try:
+        # a warm run (in a WESTPA worker) paid no start-up of its own
         result = run_segment(config, log=_say, progress=progress,
-                             started=process_age())
+                             started=0.0 if warm else process_age())
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -117,7 +118,7 @@ def _run(config_path, overrides, output=None, quiet=False, workdir=None,
     return result
 
 
-def _point(config_path, overrides, output=None, quiet=False):
+def _point(config_path, overrides, output=None, quiet=False, warm=False):
     from .segment import compute_start_point
 
     config = _load(config_path, overrides, output, mode="pcoord")
@@ -127,20 +128,29 @@ def _point(config_path, overrides, output=None, quiet=False):
              f"{config.output}")
 
 
-def _guarded(func, *args):
-    """Run ``func``; turn streamrun errors into one stderr line and an exit code."""
+def _guarded(func, *args, warm=False):
+    """Run ``func``; turn streamrun errors into one stderr line and an exit code.
+
+    The process exits with that code; with ``warm`` (streamrun runs inside a WESTPA
+    worker, :mod:`streamrun.propagator`) the code is returned instead.
+    """
+    code = 0
     try:
-        result = func(*args)
+        result = func(*args, warm=warm) if warm else func(*args)
     except StreamrunError as e:
         _say(f"error: {e}")
-        sys.exit(e.exit_code)
+        code = e.exit_code
     except KeyboardInterrupt:
         _say("error: interrupted")
-        sys.exit(130)
+        code = 130
     except Exception:
         _say("internal error (please report it with the lines below):")
         traceback.print_exc()
-        sys.exit(1)
+        code = 1
+    if warm:
+        return code
+    if code:
+        sys.exit(code)
     if result is not None:
         # A finished segment: every file is written and the engine tree stopped.
         # Skip the interpreter's teardown of MDAnalysis/scipy (~0.1 s per segment);
@@ -187,20 +197,32 @@ def main(ctx):
     """
     if ctx.invoked_subcommand is not None:
         return
+    if westpa_job() is None:
+        click.echo(ctx.get_help())
+        ctx.exit(2)
+
+
+def westpa_job(warm=False) -> int | None:
+    """Do what WESTPA asks of its propagator, as the ``WEST_*`` variables of
+    ``os.environ`` say: run a segment, or get_pcoord one structure.
+
+    Exits with the exit code, or returns it with ``warm``; None when the
+    environment is not one of WESTPA's jobs.
+    """
     from . import westpa
 
     if westpa.in_segment(os.environ):
-        _guarded(_run, _find_config(os.environ), [])
-    elif westpa.in_get_pcoord(os.environ):
-        _guarded(_point, _find_config(os.environ), [])
-    elif os.environ.get("WEST_ISTATE_DATA_REF") or os.environ.get("WEST_BSTATE_DATA_REF"):
+        return _guarded(_run, _find_config(os.environ), [], warm=warm)
+    if westpa.in_get_pcoord(os.environ):
+        return _guarded(_point, _find_config(os.environ), [], warm=warm)
+    if os.environ.get("WEST_ISTATE_DATA_REF") or os.environ.get("WEST_BSTATE_DATA_REF"):
         _say("error: started as WESTPA's gen_istate, which streamrun does not do; set "
              "'gen_istates: false' in west.cfg (west.propagation) or use your own "
              "gen_istate script")
+        if warm:
+            return 2
         sys.exit(2)
-    else:
-        click.echo(ctx.get_help())
-        ctx.exit(2)
+    return None
 
 
 @main.command(cls=_ConfigHelpCommand)
