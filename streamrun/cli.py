@@ -158,6 +158,7 @@ def _guarded(func, *args, warm=False):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+    return 0
 
 
 CONFIG_OPTION = click.option(
