@@ -8,6 +8,7 @@ describes in ``WEST_*`` variables.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import traceback
@@ -118,7 +119,7 @@ def _run(config_path, overrides, output=None, quiet=False, workdir=None,
     return result
 
 
-def _point(config_path, overrides, output=None, quiet=False, warm=False):
+def _point(config_path, overrides, output=None, quiet=False):
     from .segment import compute_start_point
 
     config = _load(config_path, overrides, output, mode="pcoord")
@@ -136,7 +137,7 @@ def _guarded(func, *args, warm=False):
     """
     code = 0
     try:
-        result = func(*args, warm=warm) if warm else func(*args)
+        result = func(*args)
     except StreamrunError as e:
         _say(f"error: {e}")
         code = e.exit_code
@@ -213,7 +214,8 @@ def westpa_job(warm=False) -> int | None:
     from . import westpa
 
     if westpa.in_segment(os.environ):
-        return _guarded(_run, _find_config(os.environ), [], warm=warm)
+        return _guarded(functools.partial(_run, warm=warm), _find_config(os.environ),
+                        [], warm=warm)
     if westpa.in_get_pcoord(os.environ):
         return _guarded(_point, _find_config(os.environ), [], warm=warm)
     if os.environ.get("WEST_ISTATE_DATA_REF") or os.environ.get("WEST_BSTATE_DATA_REF"):
