@@ -32,6 +32,35 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
+
+# --- streaming a segment ----------------------------------------------------------
+
+#: The aux plugin of the pcoord tests: what a plugin sees of each frame (row, step,
+#: time in ps, the Rg of its whole group, the box).
+FRAME_INFO = """\
+def info(u, group):
+    ts = u.trajectory.ts
+    return [ts.frame, ts.data['step'], ts.time, group.radius_of_gyration(),
+            *u.dimensions]
+"""
+
+
+def stream_segment(folder, setup, coordinates, info_selection):
+    """Stream one segment in-process in ``folder``: the config ``setup`` (engine and
+    topology keys) with ``coordinates`` as the pcoord and an aux dataset ``info``
+    (:data:`FRAME_INFO` on ``info_selection``); returns (config, result)."""
+    from streamrun import segment
+    from streamrun.config import load
+
+    (folder / "frameinfo.py").write_text(FRAME_INFO)
+    cfg = {**setup, "pcoord": coordinates,
+           "aux": {"info": [{"type": "plugin", "function": "frameinfo.py:info",
+                             "selections": [info_selection]}]}}
+    (folder / "streamrun.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    config = load(folder / "streamrun.yaml", [f"engine.workdir={folder}"], environ={})
+    return config, segment.run_segment(config)
+
 
 # --- LAMMPS bead-spring chains ---------------------------------------------------
 

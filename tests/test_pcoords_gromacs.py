@@ -19,14 +19,10 @@ import warnings
 import MDAnalysis as mda
 import numpy as np
 import pytest
-import yaml
-
-from streamrun import segment
-from streamrun.config import load
 
 from pbc_systems import (assert_well_posed, longest_bond, mismatches,
-                         reference_columns, whole_universe, write_gromacs_mdp,
-                         write_split_protein)
+                         reference_columns, stream_segment, whole_universe,
+                         write_gromacs_mdp, write_split_protein)
 
 pytestmark = pytest.mark.engine("gromacs")
 
@@ -73,14 +69,6 @@ COORDINATES = [
      "reference": "perturbed.gro"},
 ]
 
-FRAME_INFO = """\
-def info(u, protein):
-    ts = u.trajectory.ts
-    return [ts.frame, ts.data['step'], ts.time, protein.radius_of_gyration(),
-            *u.dimensions]
-"""
-
-
 def run_split_protein_segment(folder, gmx, coordinates=COORDINATES):
     """Build the split start, grompp it, stream one segment in-process;
     returns (system, config, result)."""
@@ -89,17 +77,11 @@ def run_split_protein_segment(folder, gmx, coordinates=COORDINATES):
     subprocess.run([gmx, "-quiet", "grompp", "-f", "md.mdp", "-c", "start.gro",
                     "-p", "topol.top", "-o", "seg.tpr", "-po", "seg-out.mdp"],
                    cwd=folder, check=True, capture_output=True, timeout=120)
-    (folder / "frameinfo.py").write_text(FRAME_INFO)
-    cfg = {"engine": {"name": "gromacs", "input": "md.mdp", "nsteps": NSTEPS,
-                      "frame_interval": EVERY, "args": ["-nt", "1"]},
-           "topology": "seg.tpr",  # bonds, masses; its coordinates are start.gro's
-           "start": "start.gro",
-           "pcoord": coordinates,
-           "aux": {"info": [{"type": "plugin", "function": "frameinfo.py:info",
-                             "selections": ["protein"]}]}}
-    (folder / "streamrun.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    config = load(folder / "streamrun.yaml", [f"engine.workdir={folder}"], environ={})
-    return system, config, segment.run_segment(config)
+    setup = {"engine": {"name": "gromacs", "input": "md.mdp", "nsteps": NSTEPS,
+                        "frame_interval": EVERY, "args": ["-nt", "1"]},
+             "topology": "seg.tpr",  # bonds, masses; its coordinates are start.gro's
+             "start": "start.gro"}
+    return (system, *stream_segment(folder, setup, coordinates, "protein"))
 
 
 def engine_universe(folder, system):

@@ -18,13 +18,10 @@ import numpy as np
 import pytest
 import yaml
 
-from streamrun import segment
-from streamrun.config import load
-
 from pbc_systems import (ATOM_STYLE, assert_well_posed, longest_bond, mismatches,
                          read_data_positions, read_dump, reference_columns,
-                         split_bonds, whole_universe, write_chain_input,
-                         write_chain_system)
+                         split_bonds, stream_segment, whole_universe,
+                         write_chain_input, write_chain_system)
 
 pytestmark = pytest.mark.engine("lammps")
 
@@ -81,29 +78,15 @@ COORDINATES = [
      "method": "radius_cut", "radius": 6.0},
 ]
 
-FRAME_INFO = """\
-def info(u, chain):
-    ts = u.trajectory.ts
-    return [ts.frame, ts.data['step'], ts.time, chain.radius_of_gyration(),
-            *u.dimensions]
-"""
-
-
 def run_chain_segment(folder, *, tilt, unwrap, coordinates=COORDINATES):
     """Write the chain system and its config in ``folder``, stream one segment
     in-process; returns (system, config, result)."""
     system = write_chain_system(folder, tilt=tilt)
     write_chain_input(folder, system, unwrap=unwrap)
-    (folder / "frameinfo.py").write_text(FRAME_INFO)
-    cfg = {"engine": {"input": "chains.in", "nsteps": NSTEPS, "frame_interval": EVERY,
-                      "variables": {"start": "{config_dir}/start.data"}},
-           "topology": "start.data", "topology_options": {"atom_style": ATOM_STYLE},
-           "pcoord": coordinates,
-           "aux": {"info": [{"type": "plugin", "function": "frameinfo.py:info",
-                             "selections": ["resid 1"]}]}}
-    (folder / "streamrun.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    config = load(folder / "streamrun.yaml", [f"engine.workdir={folder}"], environ={})
-    return system, config, segment.run_segment(config)
+    setup = {"engine": {"input": "chains.in", "nsteps": NSTEPS, "frame_interval": EVERY,
+                        "variables": {"start": "{config_dir}/start.data"}},
+             "topology": "start.data", "topology_options": {"atom_style": ATOM_STYLE}}
+    return (system, *stream_segment(folder, setup, coordinates, "resid 1"))
 
 
 def engine_universe(folder, system):
