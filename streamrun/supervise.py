@@ -7,7 +7,13 @@ reading while the engine runs: if the log cannot be written (disk full, quota),
 it keeps emptying the pipe and records the error for the segment to report.
 Stopping walks the tree with psutil: PyPI's ``lmp`` is a Python launcher whose child
 is the real engine, so killing only the process we started would leave the engine
-running.
+running. Under an MPI launcher (``engine.launcher``) the tree is the launcher, its
+proxies and every local rank, each rank in a session of its own (hydra's
+``hydra_pmi_proxy`` calls ``setsid``), so the process group alone does not reach
+them. Every launch therefore carries a secret token in its environment
+(:data:`TOKEN_VAR`), which the launcher hands to each rank: stopping, and the
+watchdog after a SIGKILL of streamrun, also reach the processes on this node that
+carry it, descendants or not (srun's ranks are children of slurmstepd).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import collections
 import os
 import re
+import secrets
 import shlex
 import subprocess
 import threading
@@ -65,6 +72,14 @@ class EngineProcess:
 
     def __init__(self, command, cwd, log_path, lines, env=None):
         self.command = list(command)
+        #: Secret of this launch, in the engine's environment only (never on a
+        #: command line, which every user of the node can read).
+        self.token = secrets.token_hex(16)
+        env = dict(os.environ if env is None else env)
+        env[TOKEN_VAR] = self.token
+        #: Root of the processes whose connections are the engine's IMD clients
+        #: (set once its listener is confirmed; see segment._confirm_listener).
+        self.listener_root: int | None = None
         self.lines = lines
         self.handshake_dropped = False
         self.pauses = 0
@@ -101,7 +116,7 @@ class EngineProcess:
             raise EngineError(f"could not start the engine '{self.command[0]}': "
                               f"{e.strerror}") from None
         self.started = time.monotonic()
-        self._watchdog = _start_watchdog(self.proc.pid)
+        self._watchdog = _start_watchdog(self.proc.pid, self.token)
         # Remember every process of the tree we ever saw, to stop them even if a
         # parent exits first and its children are re-parented.
         self._seen: dict[int, psutil.Process] = {}
@@ -232,8 +247,11 @@ class EngineProcess:
         return rc
 
     def alive_processes(self) -> list[psutil.Process]:
-        """Processes of the engine tree that still run."""
+        """Processes of the engine tree, and others of this node that carry the
+        launch's token (ranks a launcher started outside its tree), that still run."""
         self._remember_tree()
+        for p in processes_with_token(self.token):
+            self._seen.setdefault(p.pid, p)
         alive = []
         for p in self._seen.values():
             try:
@@ -291,29 +309,64 @@ class EngineProcess:
         return f"the engine {what}{detail}; its output is in {self.log_path}"
 
 
-#: Kills the engine's process group once its stdin (a pipe from streamrun) closes,
-#: i.e. when streamrun dies without stopping the engine (SIGKILL, OOM killer). An
-#: engine blocked waiting for its IMD client writes nothing, so it would not die
-#: of SIGPIPE, and PR_SET_PDEATHSIG cannot reach the real engine behind a
-#: launcher such as PyPI's lmp.
-WATCHDOG = ('read _; kill -TERM "-$1" 2>/dev/null || exit 0; sleep 3; '
-            'kill -KILL "-$1" 2>/dev/null; exit 0')
+#: Environment variable holding a launch's token (see the module docstring).
+TOKEN_VAR = "STREAMRUN_ENGINE_TOKEN"
+
+#: Kills the engine's process group, and every process of this node whose
+#: environment carries the launch's token (each MPI rank), once its stdin (a pipe
+#: from streamrun) closes, i.e. when streamrun dies without stopping the engine
+#: (SIGKILL, OOM killer). An engine blocked waiting for its IMD client writes
+#: nothing, so it would not die of SIGPIPE, and PR_SET_PDEATHSIG cannot reach the
+#: real engine behind a launcher such as PyPI's lmp or mpiexec. The token comes in
+#: the watchdog's environment, not its command line (readable by every user).
+WATCHDOG = ('read _; '
+            'ours() { grep -alzxF -e "' + TOKEN_VAR + '=$STREAMRUN_WATCHDOG_TOKEN" '
+            '/proc/[0-9]*/environ 2>/dev/null | sed "s,^/proc/,,; s,/environ$,,"; }; '
+            'p=$(ours); kill -TERM "-$1" $p 2>/dev/null; '
+            'kill -0 "-$1" 2>/dev/null || [ -n "$p" ] || exit 0; sleep 3; '
+            'kill -KILL "-$1" $(ours) 2>/dev/null; exit 0')
 
 
-def _start_watchdog(pgid: int):
+def _start_watchdog(pgid: int, token: str):
     try:
         return subprocess.Popen(
             ["sh", "-c", WATCHDOG, "streamrun-watchdog", str(pgid)],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "STREAMRUN_WATCHDOG_TOKEN": token},
             # its own session: a signal to streamrun's process group spares it
             start_new_session=True)
     except OSError:
         return None
 
 
-def env_for_engine() -> dict:
-    """Environment for the engine: ours, with OpenMP threads set if unset, so that
-    an MPI/OpenMP build does not oversubscribe a node that runs many segments."""
+def processes_with_token(token: str) -> list[psutil.Process]:
+    """Live processes of this node (of our user: others' environments cannot be
+    read) whose environment carries the launch token ``token``."""
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if p.pid != os.getpid() and p.environ().get(TOKEN_VAR) == token:
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
+
+
+def env_for_engine(engine=None, adapter=None) -> dict:
+    """Environment for the engine: ours, with OpenMP threads set to 1 if unset, so
+    that an MPI/OpenMP build does not oversubscribe a node that runs many segments;
+    then what the adapter derives from the engine's options (GROMACS ``-ntomp``),
+    then ``engine.env``.
+
+    Parameters
+    ----------
+    engine : streamrun.config.EngineConfig, optional
+    adapter : streamrun.engines.EngineAdapter, optional
+    """
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
+    if engine is not None:
+        if adapter is not None:
+            env.update(adapter.thread_env(engine))
+        env.update(engine.env)
     return env
