@@ -117,7 +117,9 @@ def _launch(config, adapter, executable, log, check_parent=None):
             engine = EngineProcess(engine_command(config, adapter, executable,
                                                   reservation.port),
                                    config.engine.workdir, config.log, adapter,
-                                   env=env_for_engine(config.engine, adapter))
+                                   env=env_for_engine(config.engine, adapter),
+                                   program=executable if config.engine.launcher
+                                   else None)
             state = engine.wait_ready(config.engine.ready_timeout, check=check_parent)
             if state.bind_failed and not state.ready:
                 log(f"port {reservation.port} was taken before the engine bound it; "
@@ -523,6 +525,9 @@ def _watch(config, engine, reader, expected, progress, check_parent=None, port=N
             progress(reader.count, expected)
         if exited_at is None and engine.poll() is not None:
             exited_at = time.monotonic()
+        if engine.lost_rank is not None:
+            raise EngineError("the engine failed mid-segment, at frame "
+                              f"{reader.count} of {expected}: " + engine.describe_exit())
         if exited_at is not None and time.monotonic() - exited_at > DRAIN_AFTER_EXIT:
             raise StreamError(f"the IMD stream stayed open {DRAIN_AFTER_EXIT:g} s after "
                               f"the engine exited, at frame {reader.count} of "

@@ -70,8 +70,14 @@ class EngineProcess:
         If the engine program cannot be started.
     """
 
-    def __init__(self, command, cwd, log_path, lines, env=None):
+    def __init__(self, command, cwd, log_path, lines, env=None, program=None):
         self.command = list(command)
+        #: The engine program: behind a launcher, each process running it is a
+        #: rank (PyPI's lmp is a Python script: its path is the 2nd word).
+        self.program = program
+        self._ranks: dict[int, psutil.Process] = {}
+        self._rank_lost_at: float | None = None
+        self.lost_rank: str | None = None
         #: Secret of this launch, in the engine's environment only (never on a
         #: command line, which every user of the node can read).
         self.token = secrets.token_hex(16)
@@ -135,8 +141,38 @@ class EngineProcess:
             root = psutil.Process(self.proc.pid)
             for p in (root, *root.children(recursive=True)):
                 self._seen.setdefault(p.pid, p)
+                if p.pid not in self._ranks:  # again: it may not have exec'd yet
+                    self._note_rank(p)
         except psutil.NoSuchProcess:
             pass
+        self._check_ranks()
+
+    def _note_rank(self, p):
+        if self.program is None or p.pid == self.proc.pid:
+            return
+        try:
+            if self.program in p.cmdline()[:2]:
+                self._ranks[p.pid] = p
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+
+    def _check_ranks(self):
+        """A rank gone while the launcher runs on: give the launcher
+        :data:`RANK_GRACE` s to end the job itself (mpiexec does at once), then
+        report it (a rank that died in MPI_Init can leave the others waiting)."""
+        if self.lost_rank is not None or self.proc.poll() is not None:
+            return
+        gone = [pid for pid, p in self._ranks.items()
+                if not _running(p)]
+        if not gone:
+            return
+        now = time.monotonic()
+        if self._rank_lost_at is None:
+            self._rank_lost_at = now
+        elif now - self._rank_lost_at >= RANK_GRACE:
+            self.lost_rank = (f"engine process {gone[0]} ({self.program}) exited "
+                              f"{now - self._rank_lost_at:.0f} s ago but the launcher "
+                              f"'{self.command[0]}' still runs")
 
     def _log_message(self, error: OSError) -> str:
         return (f"cannot write the engine log {self.log_path} "
@@ -219,6 +255,8 @@ class EngineProcess:
                 return Readiness(ready=True, port=self._port)
             if self._bind_failed.is_set():
                 return Readiness(bind_failed=True)
+            if self.lost_rank is not None:
+                return Readiness(exited=True)
             if self.proc.poll() is not None:
                 self._drain.join(2.0)  # the last lines may name the cause
                 return Readiness(exited=True, bind_failed=self._bind_failed.is_set(),
@@ -267,6 +305,7 @@ class EngineProcess:
         for p in procs:
             try:
                 p.terminate()
+                p.resume()  # a stopped process acts on SIGTERM only once continued
             except psutil.NoSuchProcess:
                 pass
         _, alive = psutil.wait_procs(procs, timeout=grace)
@@ -296,7 +335,9 @@ class EngineProcess:
     def describe_exit(self) -> str:
         """A short cause for the user: exit code and the engine's last error line."""
         rc = self.proc.poll()
-        if rc is None:
+        if rc is None and self.lost_rank is not None:
+            what = f"lost a rank: {self.lost_rank}"
+        elif rc is None:
             what = "is still running"
         elif rc < 0:
             what = f"was killed by signal {-rc}"
@@ -307,6 +348,17 @@ class EngineProcess:
         last = self.lines.error_summary(list(self.tail)) or last
         detail = f" (last engine line: {last.strip()!r})" if last else ""
         return f"the engine {what}{detail}; its output is in {self.log_path}"
+
+
+#: Seconds a launcher may run on after one of its engine ranks exited.
+RANK_GRACE = 10.0
+
+
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 #: Environment variable holding a launch's token (see the module docstring).
