@@ -249,3 +249,18 @@ def test_the_engine_environment_keeps_one_openmp_thread_unless_told(sim, monkeyp
     assert env_for_engine(plain, adapter)["OMP_NUM_THREADS"] == "1"
     told = load(sim(engine__env={"OMP_NUM_THREADS": 4}), environ={}).engine
     assert env_for_engine(told, adapter)["OMP_NUM_THREADS"] == "4"
+
+
+def test_the_readme_config_reference_lists_every_key():
+    """``streamrun run --help`` prints the key tables of streamrun.config; the
+    README's table is written by hand and must name each of them."""
+    from pathlib import Path
+
+    from streamrun.config import ENGINE_KEYS, STREAM_KEYS, TOP_KEYS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme[readme.index("## Config reference"):readme.index("### Progress")]
+    missing = [key for prefix, keys in (("", TOP_KEYS), ("engine.", ENGINE_KEYS),
+                                        ("stream.", STREAM_KEYS))
+               for key in keys if f"`{prefix}{key}" not in table]
+    assert not missing, f"README config reference lacks {missing}"
