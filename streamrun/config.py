@@ -12,6 +12,7 @@ import difflib
 import math
 import os
 import re
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,13 @@ ENGINE_KEYS = {
     "executable": "engine program; default: the adapter's (lmp), searched next to "
     "Python and on PATH",
     "args": "extra command-line arguments for the engine",
+    "launcher": "command put before the engine program, e.g. [mpiexec, -n, 4]; "
+    "searched next to Python and on PATH",
+    "env": "variables set for the engine only, e.g. {OMP_NUM_THREADS: 4, "
+    "CUDA_VISIBLE_DEVICES: '{worker}'}; OMP_NUM_THREADS is 1 unless set",
+    "listener": "how the IMD listener is known to be the engine's: tree (default: "
+    "a process the launcher started) or environment (a process on this node "
+    "with this launch's token in its environment; for srun)",
     "variables": "name: value pairs for the engine (LAMMPS: -var name value); "
     "{config_dir} and {workdir} in values are replaced by those folders",
     "nsteps": "MD steps in the segment",
@@ -95,6 +103,9 @@ class EngineConfig:
     workdir: Path
     ready_timeout: float
     accept_fixed_box: bool = False
+    launcher: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    listener: str = "tree"
 
 
 @dataclass(frozen=True)
@@ -329,6 +340,11 @@ class _Context:
         def missing(name, variable):
             if self.lenient:
                 return "{" + name + "}"
+            if name == "worker":
+                raise ConfigError(
+                    f"uses {{worker}}, but {westpa.WORKER_VAR} is "
+                    f"{short(self.environ.get(westpa.WORKER_VAR))}, not a worker "
+                    f"index (0, 1, ...)", source=self.source, key=key)
             variable = variable or "WEST_RAND32 (or WEST_RAND16)"
             raise ConfigError(
                 f"uses {{{name}}}, but {variable} is not set (it is set by WESTPA for "
@@ -383,12 +399,7 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
     workdir = _path(eng.get("workdir"), "engine.workdir", source, Path.cwd())
     workdir = (workdir or Path.cwd()).resolve()
     ctx.values = westpa.placeholders(environ, base_dir, workdir)
-    args = eng.get("args", [])
-    if isinstance(args, str):
-        args = args.split()
-    if not isinstance(args, list):
-        raise ConfigError(f"must be a list of strings, got {short(args)}",
-                          source=source, key="engine.args")
+    args = _words(eng.get("args", []), "engine.args", source)
     variables = eng.get("variables") or {}
     if not isinstance(variables, dict):
         raise ConfigError(f"must be a mapping name: value, got {short(variables)}",
@@ -419,6 +430,10 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
                               kind=float, minimum=0.1, default=300.0),
         accept_fixed_box=_flag(eng.get("accept_fixed_box", False),
                                "engine.accept_fixed_box", source),
+        launcher=_launcher(eng.get("launcher"), ctx),
+        env=_engine_env(eng.get("env"), ctx),
+        listener=_choice(eng.get("listener", "tree"), "engine.listener", source,
+                         LISTENER_CHECKS),
     )
     ADAPTERS[name].check_config(engine, source)
 
@@ -508,6 +523,75 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
         pcoord_timeout=_number(data.get("pcoord_timeout"), "pcoord_timeout", source,
                                kind=float, minimum=0.1, default=300.0),
     )
+
+
+#: engine.listener values: how the process listening on the IMD port is known to be
+#: the engine streamrun launched.
+LISTENER_CHECKS = ("tree", "environment")
+#: Set by streamrun in the engine's environment (see streamrun.supervise).
+RESERVED_ENV = ("STREAMRUN_ENGINE_TOKEN",)
+
+
+def _words(value, key, source):
+    """A list of strings, or one string split on whitespace."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.split()
+    if not isinstance(value, list) or not all(
+            isinstance(w, (str, int, float)) and not isinstance(w, bool) for w in value):
+        raise ConfigError(f"must be a list of strings (quote words YAML reads as "
+                          f"something else, such as on/yes), got {short(value)}",
+                          source=source, key=key)
+    return value
+
+
+def _choice(value, key, source, allowed):
+    if value not in allowed:
+        raise ConfigError(f"must be {' or '.join(allowed)}, got {short(value)}",
+                          source=source, key=key)
+    return value
+
+
+def _launcher(value, ctx):
+    """``engine.launcher``: the command prefix, its program resolved like an
+    engine's (next to Python first: PyPI's mpich puts mpiexec there)."""
+    from .engines.base import find_executable
+
+    words = [ctx.fill(w, f"engine.launcher[{i}]")
+             for i, w in enumerate(_words(value, "engine.launcher", ctx.source))]
+    if not words:
+        return ()
+    found = find_executable(words[0])
+    if found is None:
+        raise ConfigError(f"launcher program '{words[0]}' not found next to Python "
+                          f"({Path(sys.executable).parent}) or on PATH; install it "
+                          f"(e.g. pip install mpich for mpiexec) or give its full path",
+                          source=ctx.source, key="engine.launcher[0]")
+    return (found, *words[1:])
+
+
+def _engine_env(value, ctx):
+    """``engine.env``: NAME: value pairs for the engine's environment only."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"must be a mapping NAME: value, got {short(value)}",
+                          source=ctx.source, key="engine.env")
+    env = {}
+    for name, raw in value.items():
+        key = f"engine.env.{name}"
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(name)):
+            raise ConfigError("must be an environment variable name (letters, digits "
+                              "and _, not starting with a digit)", source=ctx.source,
+                              key=key)
+        if name in RESERVED_ENV:
+            raise ConfigError("is set by streamrun", source=ctx.source, key=key)
+        if isinstance(raw, (dict, list, bool)) or raw is None:
+            raise ConfigError(f"must be a single value (quote it: \"...\"), got "
+                              f"{short(raw)}", source=ctx.source, key=key)
+        env[str(name)] = ctx.fill(raw, key)
+    return env
 
 
 def _aux(value, ctx, workdir):

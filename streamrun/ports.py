@@ -239,3 +239,23 @@ def engine_peers(pid: int, port: int) -> list[tuple[str, int]]:
     return [(conn.raddr.ip, conn.raddr.port)
             for _, conn in _tree_connections(pid, port)
             if conn.status != psutil.CONN_LISTEN and conn.raddr]
+
+
+def listener_with_env(port: int, name: str, value: str) -> int | None:
+    """PID of the process listening on TCP ``port`` if its environment has
+    ``name=value``, else None (no listener, or one whose environment we may not
+    read: another user's)."""
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return None
+    for conn in conns:
+        if conn.status != psutil.CONN_LISTEN or not conn.laddr or \
+                conn.laddr.port != port or conn.pid is None:
+            continue
+        try:
+            if psutil.Process(conn.pid).environ().get(name) == value:
+                return conn.pid
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return None

@@ -32,11 +32,11 @@ from .lazy import numpy as np
 from .errors import (ConfigError, EngineError, ForeignClientError, Interrupted,
                      PortError, StreamError)
 from .pcoords import PcoordCalculator
-from .ports import engine_peers, listener_in_tree, reserve_port
+from .ports import engine_peers, listener_in_tree, listener_with_env, reserve_port
 from .returns import TrajectorySink, copy_log, copy_restart, write_pcoord
 from .setup import set_up
 from .stream import FrameReader, connect
-from .supervise import EngineProcess, env_for_engine
+from .supervise import TOKEN_VAR, EngineProcess, env_for_engine
 
 #: How many times the engine is started again when its port was taken.
 MAX_LAUNCHES = 5
@@ -102,6 +102,25 @@ def _signals_raise():
             signal.signal(s, h)
 
 
+def engine_command(config, adapter, executable, port) -> list[str]:
+    """``engine.launcher`` (e.g. ``mpiexec -n 4``), then the adapter's command."""
+    return [*config.engine.launcher, *adapter.command(config.engine, executable, port)]
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """numpy's BLAS in one thread, whatever OMP_NUM_THREADS the engine is given (it
+    is inherited by streamrun too): the engine owns the node's cores, and the
+    reader computes one small row per frame. threadpoolctl comes with MDAnalysis."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - an MDAnalysis dependency
+        yield
+        return
+    with threadpool_limits(limits=1):
+        yield
+
+
 def _launch(config, adapter, executable, log, check_parent=None, meanwhile=None):
     """Start the engine until it listens on a port we reserved; return
     (engine, reservation, port, launches).
@@ -116,10 +135,12 @@ def _launch(config, adapter, executable, log, check_parent=None, meanwhile=None)
                        else reserve_port(avoid=failed))
         engine = None
         try:
-            engine = EngineProcess(adapter.command(config.engine, executable,
-                                                   reservation.port),
+            engine = EngineProcess(engine_command(config, adapter, executable,
+                                                  reservation.port),
                                    config.engine.workdir, config.log, adapter,
-                                   env=env_for_engine())
+                                   env=env_for_engine(config.engine, adapter),
+                                   program=executable if config.engine.launcher
+                                   else None)
             if attempt == 1 and meanwhile is not None:
                 meanwhile()
             state = engine.wait_ready(config.engine.ready_timeout, check=check_parent)
@@ -142,7 +163,7 @@ def _launch(config, adapter, executable, log, check_parent=None, meanwhile=None)
             if not port:
                 raise EngineError("the engine's readiness line did not give its IMD "
                                   "port; " + engine.describe_exit())
-            _confirm_listener(engine, port)
+            _confirm_listener(engine, port, config.engine.listener)
             return engine, reservation, port, attempt
         except BaseException:
             if engine is not None:
@@ -202,7 +223,7 @@ def _connect_only_client(engine, port, n_atoms, buffer_bytes, timeout, rate=None
 def _refuse_foreign_client(engine, port, own=None):
     """Raise :class:`ForeignClientError` if the engine has, or had, an IMD client
     other than ``own`` (streamrun's socket address; None before connecting)."""
-    for peer in engine_peers(engine.pid, port):
+    for peer in engine_peers(engine.listener_root or engine.pid, port):
         if peer != own:
             when = "first" if own is None else "besides streamrun"
             raise ForeignClientError(
@@ -224,19 +245,42 @@ class _NoReservation:
         pass
 
 
-def _confirm_listener(engine, port, wait=5.0):
-    """Never connect to an engine we did not start: the listener on ``port`` must be
-    a process of our engine's tree."""
+def _confirm_listener(engine, port, mode="tree", wait=5.0):
+    """Never connect to an engine we did not start.
+
+    ``tree``: the listener on ``port`` must be a process of our engine's tree (under
+    ``mpiexec``, rank 0). ``environment`` (``engine.listener``, for launchers whose
+    ranks are not their descendants, such as srun): it must be a process of this
+    node whose environment holds this launch's secret token, which only processes
+    that inherited it, or of our own user, can have; another user's listener (its
+    owner unreadable) never qualifies. Sets ``engine.listener_root``: where the
+    engine's IMD clients are looked for.
+    """
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        if listener_in_tree(engine.pid, port) is not None:
+        if mode == "environment":
+            pid = listener_with_env(port, TOKEN_VAR, engine.token)
+            if pid is not None:
+                engine.listener_root = pid
+                return
+        elif listener_in_tree(engine.pid, port) is not None:
+            engine.listener_root = engine.pid
             return
         if engine.poll() is not None:
             break
         time.sleep(0.05)
+    if mode == "environment":
+        raise PortError(
+            f"no process on this node that carries this launch's token "
+            f"({TOKEN_VAR}) listens on port {port}; refusing to connect to another "
+            f"program's listener. The engine's IMD rank (rank 0) must run on this "
+            f"node with the environment streamrun gave the launcher (e.g. srun "
+            f"--nodes=1 --export=ALL). " + engine.describe_exit())
     raise PortError(f"no process of the engine we started (pid {engine.pid}) listens "
                     f"on port {port}; refusing to connect to another program's "
-                    f"listener. " + engine.describe_exit())
+                    f"listener. If engine.launcher starts the engine outside its own "
+                    f"process tree (srun), set engine.listener: environment. "
+                    + engine.describe_exit())
 
 
 def run_segment(config, log=lambda msg: None, progress=None,
@@ -270,7 +314,7 @@ def run_segment(config, log=lambda msg: None, progress=None,
     check_parent = _parent_watch()
     attempt = sink = None
     done = False
-    with _signals_raise():
+    with _signals_raise(), contextlib.ExitStack() as blas:
         try:
             set_up(config, config.log)
             folders = FolderWatch({"engine.workdir": config.engine.workdir,
@@ -285,6 +329,7 @@ def run_segment(config, log=lambda msg: None, progress=None,
                 nonlocal launch_time
                 launch_time = startup + (time.monotonic() - t_start)
                 built["calculator"], built["row0"] = _calculator(config)
+                blas.enter_context(_one_blas_thread())  # numpy is loaded by now
 
             launches = 0
             while True:
@@ -481,10 +526,14 @@ def describe(config) -> str:
             start = f.source
     calculator = PcoordCalculator(dataclasses.replace(config, start=start))
     lines = [f"config:      {config.source}",
-             "engine:      " + shlex.join(adapter.command(
-                 config.engine, executable, 0 if adapter.engine_picks_port else "<port>"))
+             "engine:      " + shlex.join(engine_command(
+                 config, adapter, executable,
+                 0 if adapter.engine_picks_port else "<port>"))
              .replace("'<port>'", "<port>"),
              f"workdir:     {config.engine.workdir}"]
+    for name, value in env_for_engine(config.engine, adapter).items():
+        if name in config.engine.env or name == "OMP_NUM_THREADS":
+            lines.append(f"env:         {name}={value}")
     for f in config.files:
         lines.append(f"file:        {f.name} <- {f.source} ({f.mode})")
     for c in config.prepare:
@@ -534,6 +583,9 @@ def _watch(config, engine, reader, expected, progress, check_parent=None, port=N
             progress(reader.count, expected)
         if exited_at is None and engine.poll() is not None:
             exited_at = time.monotonic()
+        if engine.lost_rank is not None:
+            raise EngineError("the engine failed mid-segment, at frame "
+                              f"{reader.count} of {expected}: " + engine.describe_exit())
         if exited_at is not None and time.monotonic() - exited_at > DRAIN_AFTER_EXIT:
             raise StreamError(f"the IMD stream stayed open {DRAIN_AFTER_EXIT:g} s after "
                               f"the engine exited, at frame {reader.count} of "

@@ -7,7 +7,13 @@ reading while the engine runs: if the log cannot be written (disk full, quota),
 it keeps emptying the pipe and records the error for the segment to report.
 Stopping walks the tree with psutil: PyPI's ``lmp`` is a Python launcher whose child
 is the real engine, so killing only the process we started would leave the engine
-running.
+running. Under an MPI launcher (``engine.launcher``) the tree is the launcher, its
+proxies and every local rank, each rank in a session of its own (hydra's
+``hydra_pmi_proxy`` calls ``setsid``), so the process group alone does not reach
+them. Every launch therefore carries a secret token in its environment
+(:data:`TOKEN_VAR`), which the launcher hands to each rank: stopping, and the
+watchdog after a SIGKILL of streamrun, also reach the processes on this node that
+carry it, descendants or not (srun's ranks are children of slurmstepd).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import collections
 import os
 import re
+import secrets
 import shlex
 import subprocess
 import threading
@@ -63,8 +70,22 @@ class EngineProcess:
         If the engine program cannot be started.
     """
 
-    def __init__(self, command, cwd, log_path, lines, env=None):
+    def __init__(self, command, cwd, log_path, lines, env=None, program=None):
         self.command = list(command)
+        #: The engine program: behind a launcher, each process running it is a
+        #: rank (PyPI's lmp is a Python script: its path is the 2nd word).
+        self.program = program
+        self._ranks: dict[int, psutil.Process] = {}
+        self._rank_lost_at: float | None = None
+        self.lost_rank: str | None = None
+        #: Secret of this launch, in the engine's environment only (never on a
+        #: command line, which every user of the node can read).
+        self.token = secrets.token_hex(16)
+        env = dict(os.environ if env is None else env)
+        env[TOKEN_VAR] = self.token
+        #: Root of the processes whose connections are the engine's IMD clients
+        #: (set once its listener is confirmed; see segment._confirm_listener).
+        self.listener_root: int | None = None
         self.lines = lines
         self.handshake_dropped = False
         self.pauses = 0
@@ -101,10 +122,11 @@ class EngineProcess:
             raise EngineError(f"could not start the engine '{self.command[0]}': "
                               f"{e.strerror}") from None
         self.started = time.monotonic()
-        self._watchdog = _start_watchdog(self.proc.pid)
+        self._watchdog = _start_watchdog(self.proc.pid, self.token)
         # Remember every process of the tree we ever saw, to stop them even if a
         # parent exits first and its children are re-parented.
         self._seen: dict[int, psutil.Process] = {}
+        self._tree_lock = threading.Lock()
         self._tree_seen_at = time.monotonic()
         self._remember_tree()
         self._drain = threading.Thread(target=self._drain_output, daemon=True,
@@ -116,12 +138,43 @@ class EngineProcess:
         return self.proc.pid
 
     def _remember_tree(self):
+        with self._tree_lock:  # the main thread and the log drain (start-up) both look
+            try:
+                root = psutil.Process(self.proc.pid)
+                for p in (root, *root.children(recursive=True)):
+                    self._seen.setdefault(p.pid, p)
+                    if p.pid not in self._ranks:  # again: it may not have exec'd yet
+                        self._note_rank(p)
+            except psutil.NoSuchProcess:
+                pass
+            self._check_ranks()
+
+    def _note_rank(self, p):
+        if self.program is None or p.pid == self.proc.pid:
+            return
         try:
-            root = psutil.Process(self.proc.pid)
-            for p in (root, *root.children(recursive=True)):
-                self._seen.setdefault(p.pid, p)
-        except psutil.NoSuchProcess:
+            if self.program in p.cmdline()[:2]:
+                self._ranks[p.pid] = p
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             pass
+
+    def _check_ranks(self):
+        """A rank gone while the launcher runs on: give the launcher
+        :data:`RANK_GRACE` s to end the job itself (mpiexec does at once), then
+        report it (a rank that died in MPI_Init can leave the others waiting)."""
+        if self.lost_rank is not None or self.proc.poll() is not None:
+            return
+        gone = [pid for pid, p in self._ranks.items()
+                if not _running(p)]
+        if not gone:
+            return
+        now = time.monotonic()
+        if self._rank_lost_at is None:
+            self._rank_lost_at = now
+        elif now - self._rank_lost_at >= RANK_GRACE:
+            self.lost_rank = (f"engine process {gone[0]} ({self.program}) exited "
+                              f"{now - self._rank_lost_at:.0f} s ago but the launcher "
+                              f"'{self.command[0]}' still runs")
 
     def _log_message(self, error: OSError) -> str:
         return (f"cannot write the engine log {self.log_path} "
@@ -134,7 +187,14 @@ class EngineProcess:
             raise LogError(self._log_message(self.log_error))
 
     def _drain_output(self):
+        seen_at = 0.0
         for raw in iter(self.proc.stdout.readline, b""):
+            if not self._ready.is_set() and time.monotonic() - seen_at > 0.2:
+                # before the engine listens, streamrun's main thread may be busy
+                # building the pcoord: a rank that starts and dies meanwhile must
+                # still be known, or its loss would never be noticed
+                seen_at = time.monotonic()
+                self._remember_tree()
             if self.log_error is None:
                 try:
                     self._log.write(raw)
@@ -204,6 +264,8 @@ class EngineProcess:
                 return Readiness(ready=True, port=self._port)
             if self._bind_failed.is_set():
                 return Readiness(bind_failed=True)
+            if self.lost_rank is not None:
+                return Readiness(exited=True)
             if self.proc.poll() is not None:
                 self._drain.join(2.0)  # the last lines may name the cause
                 return Readiness(exited=True, bind_failed=self._bind_failed.is_set(),
@@ -232,8 +294,11 @@ class EngineProcess:
         return rc
 
     def alive_processes(self) -> list[psutil.Process]:
-        """Processes of the engine tree that still run."""
+        """Processes of the engine tree, and others of this node that carry the
+        launch's token (ranks a launcher started outside its tree), that still run."""
         self._remember_tree()
+        for p in processes_with_token(self.token):
+            self._seen.setdefault(p.pid, p)
         alive = []
         for p in self._seen.values():
             try:
@@ -249,6 +314,7 @@ class EngineProcess:
         for p in procs:
             try:
                 p.terminate()
+                p.resume()  # a stopped process acts on SIGTERM only once continued
             except psutil.NoSuchProcess:
                 pass
         _, alive = psutil.wait_procs(procs, timeout=grace)
@@ -278,7 +344,9 @@ class EngineProcess:
     def describe_exit(self) -> str:
         """A short cause for the user: exit code and the engine's last error line."""
         rc = self.proc.poll()
-        if rc is None:
+        if rc is None and self.lost_rank is not None:
+            what = f"lost a rank: {self.lost_rank}"
+        elif rc is None:
             what = "is still running"
         elif rc < 0:
             what = f"was killed by signal {-rc}"
@@ -291,29 +359,75 @@ class EngineProcess:
         return f"the engine {what}{detail}; its output is in {self.log_path}"
 
 
-#: Kills the engine's process group once its stdin (a pipe from streamrun) closes,
-#: i.e. when streamrun dies without stopping the engine (SIGKILL, OOM killer). An
-#: engine blocked waiting for its IMD client writes nothing, so it would not die
-#: of SIGPIPE, and PR_SET_PDEATHSIG cannot reach the real engine behind a
-#: launcher such as PyPI's lmp.
-WATCHDOG = ('read _; kill -TERM "-$1" 2>/dev/null || exit 0; sleep 3; '
-            'kill -KILL "-$1" 2>/dev/null; exit 0')
+#: Seconds a launcher may run on after one of its engine ranks exited.
+RANK_GRACE = 10.0
 
 
-def _start_watchdog(pgid: int):
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+#: Environment variable holding a launch's token (see the module docstring).
+TOKEN_VAR = "STREAMRUN_ENGINE_TOKEN"
+
+#: Kills the engine's process group, and every process of this node whose
+#: environment carries the launch's token (each MPI rank), once its stdin (a pipe
+#: from streamrun) closes, i.e. when streamrun dies without stopping the engine
+#: (SIGKILL, OOM killer). An engine blocked waiting for its IMD client writes
+#: nothing, so it would not die of SIGPIPE, and PR_SET_PDEATHSIG cannot reach the
+#: real engine behind a launcher such as PyPI's lmp or mpiexec. The token comes in
+#: the watchdog's environment, not its command line (readable by every user).
+WATCHDOG = ('read _; '
+            'ours() { grep -alzxF -e "' + TOKEN_VAR + '=$STREAMRUN_WATCHDOG_TOKEN" '
+            '/proc/[0-9]*/environ 2>/dev/null | sed "s,^/proc/,,; s,/environ$,,"; }; '
+            'p=$(ours); kill -TERM "-$1" $p 2>/dev/null; '
+            'kill -0 "-$1" 2>/dev/null || [ -n "$p" ] || exit 0; sleep 3; '
+            'kill -KILL "-$1" $(ours) 2>/dev/null; exit 0')
+
+
+def _start_watchdog(pgid: int, token: str):
     try:
         return subprocess.Popen(
             ["sh", "-c", WATCHDOG, "streamrun-watchdog", str(pgid)],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "STREAMRUN_WATCHDOG_TOKEN": token},
             # its own session: a signal to streamrun's process group spares it
             start_new_session=True)
     except OSError:
         return None
 
 
-def env_for_engine() -> dict:
-    """Environment for the engine: ours, with OpenMP threads set if unset, so that
-    an MPI/OpenMP build does not oversubscribe a node that runs many segments."""
+def processes_with_token(token: str) -> list[psutil.Process]:
+    """Live processes of this node (of our user: others' environments cannot be
+    read) whose environment carries the launch token ``token``."""
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if p.pid != os.getpid() and p.environ().get(TOKEN_VAR) == token:
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
+
+
+def env_for_engine(engine=None, adapter=None) -> dict:
+    """Environment for the engine: ours, with OpenMP threads set to 1 if unset, so
+    that an MPI/OpenMP build does not oversubscribe a node that runs many segments;
+    then what the adapter derives from the engine's options (GROMACS ``-ntomp``),
+    then ``engine.env``.
+
+    Parameters
+    ----------
+    engine : streamrun.config.EngineConfig, optional
+    adapter : streamrun.engines.EngineAdapter, optional
+    """
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
+    if engine is not None:
+        if adapter is not None:
+            env.update(adapter.thread_env(engine))
+        env.update(engine.env)
     return env

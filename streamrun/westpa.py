@@ -36,7 +36,10 @@ PLACEHOLDER_VARS = {
     "istate": "WEST_ISTATE_DATA_REF",
 }
 PLACEHOLDER = re.compile(r"(?<!\$)\{(" + "|".join(
-    [*PLACEHOLDER_VARS, "seed", "config_dir", "workdir"]) + r")\}")
+    [*PLACEHOLDER_VARS, "seed", "config_dir", "workdir", "worker"]) + r")\}")
+#: Environment variable giving ``{worker}``, the WESTPA worker's index (processes
+#: and zmq work managers); 0 when it is not set (outside WESTPA, serial manager).
+WORKER_VAR = "WM_PROCESS_INDEX"
 #: Largest seed LAMMPS' velocity command accepts (2^31 - 2; 2^31 - 1 hangs it).
 MAX_SEED = 2**31 - 2
 
@@ -146,8 +149,16 @@ def initpoint(environ) -> str | None:
 def placeholders(environ, config_dir, workdir) -> dict[str, str | None]:
     """Values of every placeholder; None for those whose variable is unset."""
     values = {name: environ.get(var) or None for name, var in PLACEHOLDER_VARS.items()}
-    values.update(config_dir=str(config_dir), workdir=str(workdir), seed=seed(environ))
+    values.update(config_dir=str(config_dir), workdir=str(workdir), seed=seed(environ),
+                  worker=worker(environ))
     return values
+
+
+def worker(environ) -> str | None:
+    """``{worker}``: the WESTPA worker's index (``WM_PROCESS_INDEX``), "0" when unset,
+    None when it is not a non-negative integer."""
+    raw = str(environ.get(WORKER_VAR) or "0").strip()
+    return raw if raw.isdigit() else None
 
 
 def seed(environ) -> str | None:

@@ -108,6 +108,20 @@ def test_minimum_image_is_used_for_the_start_row(sim):
     ({"rows": 51}, "rows", "gives 11 rows"),
     ({"stream__timeout": -1}, "stream.timeout", ">= 1"),
     ({"output": "/no/such/dir/pcoord.dat"}, "output", "does not exist"),
+    ({"engine__launcher": ["mpiexec_nope", "-n", 2]}, "engine.launcher[0]",
+     "'mpiexec_nope' not found"),
+    ({"engine__launcher": {"n": 2}}, "engine.launcher", "list of strings"),
+    ({"engine__launcher": ["mpiexec", ["-n", 2]]}, "engine.launcher",
+     "list of strings"),
+    ({"engine__env": ["OMP_NUM_THREADS=4"]}, "engine.env", "mapping NAME: value"),
+    ({"engine__env": {"OMP-THREADS": 4}}, "engine.env.OMP-THREADS",
+     "environment variable name"),
+    ({"engine__env": {"CUDA_VISIBLE_DEVICES": [0, 1]}},
+     "engine.env.CUDA_VISIBLE_DEVICES", "single value"),
+    ({"engine__env": {"STREAMRUN_ENGINE_TOKEN": "x"}},
+     "engine.env.STREAMRUN_ENGINE_TOKEN", "set by streamrun"),
+    ({"engine__listener": "srun"}, "engine.listener", "tree or environment"),
+    ({"engine__args": ["-pk", "omp", True]}, "engine.args", "quote words"),
 ])
 def test_each_bad_value_is_named_with_its_file_and_key(sim, changes, key, words):
     path = sim(**changes)
@@ -199,3 +213,54 @@ def test_a_real_west_cfg_with_python_tags_is_read_and_pcoord_len_checked(sim, tm
         load(path, environ={"WEST_SIM_ROOT": str(tmp_path)})
     assert load(path, ["engine.nsteps=200"], environ={"WEST_SIM_ROOT": str(tmp_path)}
                 ).rows == 21
+
+
+def test_worker_is_wm_process_index_in_launcher_env_args_and_variables(sim):
+    """One GPU (or core set) per WESTPA worker: {worker} is WM_PROCESS_INDEX, 0
+    outside WESTPA. The launcher's program is resolved like an engine's."""
+    path = sim(engine__launcher=["mpiexec", "-n", 2, "-bind-to", "core{worker}"],
+               engine__env={"CUDA_VISIBLE_DEVICES": "{worker}", "OMP_NUM_THREADS": 4},
+               engine__args=["-sf", "omp"], engine__variables={"gpu": "{worker}"})
+    config = load(path, environ={"WM_PROCESS_INDEX": "3"})
+    engine = config.engine
+    assert engine.launcher[0].endswith("mpiexec") and "/" in engine.launcher[0]
+    assert engine.launcher[1:] == ("-n", "2", "-bind-to", "core3")
+    assert engine.env == {"CUDA_VISIBLE_DEVICES": "3", "OMP_NUM_THREADS": "4"}
+    assert engine.variables == {"gpu": "3"} and engine.listener == "tree"
+    outside = load(path, environ={}).engine
+    assert outside.env["CUDA_VISIBLE_DEVICES"] == "0"
+
+
+def test_a_worker_index_that_is_not_a_number_is_named(sim):
+    path = sim(engine__env={"CUDA_VISIBLE_DEVICES": "{worker}"})
+    with pytest.raises(ConfigError) as info:
+        load(path, environ={"WM_PROCESS_INDEX": "gpu1"})
+    assert info.value.key == "engine.env.CUDA_VISIBLE_DEVICES"
+    assert "WM_PROCESS_INDEX is 'gpu1'" in str(info.value)
+
+
+def test_the_engine_environment_keeps_one_openmp_thread_unless_told(sim, monkeypatch):
+    from streamrun.engines import ADAPTERS
+    from streamrun.supervise import env_for_engine
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    adapter = ADAPTERS["lammps"]
+    plain = load(sim(), environ={}).engine
+    assert env_for_engine(plain, adapter)["OMP_NUM_THREADS"] == "1"
+    told = load(sim(engine__env={"OMP_NUM_THREADS": 4}), environ={}).engine
+    assert env_for_engine(told, adapter)["OMP_NUM_THREADS"] == "4"
+
+
+def test_the_readme_config_reference_lists_every_key():
+    """``streamrun run --help`` prints the key tables of streamrun.config; the
+    README's table is written by hand and must name each of them."""
+    from pathlib import Path
+
+    from streamrun.config import ENGINE_KEYS, STREAM_KEYS, TOP_KEYS
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme[readme.index("## Config reference"):readme.index("### Progress")]
+    missing = [key for prefix, keys in (("", TOP_KEYS), ("engine.", ENGINE_KEYS),
+                                        ("stream.", STREAM_KEYS))
+               for key in keys if f"`{prefix}{key}" not in table]
+    assert not missing, f"README config reference lacks {missing}"

@@ -302,3 +302,25 @@ def test_mdp_keys_are_read_as_grompp_reads_them(tmp_path):
                    "nstxout = 10\n")
     assert read_mdp(mdp) == {"imd-group": ("System", 2), "pcoupl": ("no", 3),
                              "nstxout": ("10", 5)}
+
+
+def test_two_openmp_threads_with_ntomp_stream_the_same_numbers_as_the_trr(
+        gmx, nacl_gromacs, run_example, no_engine_left):
+    """``-ntomp 2`` in engine.args: streamrun's default OMP_NUM_THREADS=1 would make
+    mdrun exit ("OMP_NUM_THREADS (1) and ... (2) have different values"); the
+    adapter sets it from -ntomp instead."""
+    _, config = run_example(nacl_gromacs, "engine.args=[-ntomp, '2', -ntmpi, '1']")
+    seg = nacl_gromacs / "seg"
+    written = np.loadtxt(config.output)
+    expected, _ = na_cl_from_trr(seg)
+    assert written.shape == (51,)
+    assert np.abs(written[1:] - expected[1:]).max() <= 1e-3
+    assert "Using 2 OpenMP threads" in (seg / "streamrun-engine.log").read_text()
+
+
+def test_an_omp_num_threads_that_disagrees_with_ntomp_is_a_config_error(nacl_gromacs):
+    with pytest.raises(ConfigError) as info:
+        load(nacl_gromacs / "streamrun.yaml",
+             ["engine.args=[-ntomp, '2']", "engine.env.OMP_NUM_THREADS=4"], environ={})
+    assert info.value.key == "engine.env.OMP_NUM_THREADS"
+    assert "-ntomp 2" in str(info.value)

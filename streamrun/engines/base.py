@@ -73,6 +73,11 @@ class EngineAdapter:
         """Raise :class:`ConfigError` if a coordinate cannot be computed right from
         this engine's stream (``coordinates``: every PcoordSpec, aux included)."""
 
+    def thread_env(self, engine) -> dict[str, str]:
+        """Environment the engine's own options imply (e.g. ``OMP_NUM_THREADS``
+        agreeing with a thread count in ``engine.args``); ``engine.env`` wins."""
+        return {}
+
     def stream_time_to_ps(self, engine) -> float | None:
         """Factor from the time an IMD v3 stream carries to ps (IMD v3 defines ps,
         but an engine may send its own units); None when it cannot be told."""

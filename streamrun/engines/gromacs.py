@@ -167,6 +167,13 @@ class GromacsAdapter(EngineAdapter):
             if arg in RESERVED_ARGS:
                 raise ConfigError(f"'{arg}' is not allowed: {RESERVED_ARGS[arg]}",
                                   source=source, key=f"engine.args[{i}]")
+        ntomp = self.thread_env(engine).get("OMP_NUM_THREADS")
+        omp = engine.env.get("OMP_NUM_THREADS")
+        if ntomp is not None and omp is not None and omp.strip() != ntomp:
+            raise ConfigError(
+                f"is {omp} but engine.args has -ntomp {ntomp}; mdrun refuses different "
+                f"values: remove one (streamrun sets OMP_NUM_THREADS from -ntomp)",
+                source=source, key="engine.env.OMP_NUM_THREADS")
         resolve_executable(self, engine, source)
 
     def check_pcoords(self, engine, coordinates, source) -> None:
@@ -201,6 +208,14 @@ class GromacsAdapter(EngineAdapter):
                     f"cross the box edge, or set engine.accept_fixed_box: true to "
                     f"accept distances in the start box", source=source,
                     key=f"{spec.key}.pbc")
+
+    def thread_env(self, engine) -> dict[str, str]:
+        """``OMP_NUM_THREADS`` equal to ``-ntomp`` in engine.args: mdrun exits with
+        a fatal error when the two differ (streamrun's default is 1)."""
+        args = list(engine.args)
+        if "-ntomp" in args[:-1]:
+            return {"OMP_NUM_THREADS": str(args[args.index("-ntomp") + 1])}
+        return {}
 
     def timestep_ps(self, engine) -> float | None:
         """mdp ``dt`` (ps; GROMACS' default 0.001)."""
