@@ -86,7 +86,10 @@ FILES_KEYS = {"continues": "source for a continuing segment (no newtraj: -> only
 TRAJECTORY_KEYS = {"every": "keep every N-th streamed frame (default 1)",
                    "format": "MDAnalysis writer format (default dcd)"}
 GET_PCOORD_KEYS = {"structure": "structure file of a basis/initial state "
-                                "(default '{struct}', i.e. WEST_STRUCT_DATA_REF)"}
+                                "(default '{struct}', i.e. WEST_STRUCT_DATA_REF)",
+                   "format": "MDAnalysis format of that structure (default: from its "
+                   "suffix, or from the suffix of the file a suffix-less link such "
+                   "as WESTPA's istates/1/0 points to)"}
 
 
 @dataclass(frozen=True)
@@ -486,6 +489,9 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
                               f"structure file in it, e.g. '{{struct}}/start.data'",
                               source=source, key="get_pcoord.structure")
         _regular(start, "get_pcoord.structure", source, MAX_STRUCTURE_BYTES)
+        # an istate link (istates/1/0) has no suffix: see PcoordCalculator._load
+        start_format = _string(get_pc.get("format"), "get_pcoord.format", source) or \
+            _string(data.get("start_format"), "start_format", source)
         rows = 1
     if "topology" not in data:
         raise ConfigError("missing; it is required", source=source, key="topology")
@@ -497,7 +503,8 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
         topology_format=_string(data.get("topology_format"), "topology_format", source),
         topology_options=dict(topo_opts),
         start=start,
-        start_format=_string(data.get("start_format"), "start_format", source),
+        start_format=start_format if mode == "pcoord" else
+        _string(data.get("start_format"), "start_format", source),
         pcoords=pcoords,
         rows=rows,
         output=output,

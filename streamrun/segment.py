@@ -316,7 +316,7 @@ def run_segment(config, log=lambda msg: None, progress=None,
     done = False
     with _signals_raise(), contextlib.ExitStack() as blas:
         try:
-            set_up(config, config.log)
+            set_up(config, config.log, env_for_engine(config.engine, adapter))
             folders = FolderWatch({"engine.workdir": config.engine.workdir,
                                    "output": config.output.parent,
                                    "log": config.log.parent})
@@ -472,13 +472,14 @@ class _Attempt:
 def _calculator(config):
     """Build the pcoord calculator and row 0 (within ``pcoord_timeout``); check the
     columns against west.cfg."""
+    key = "get_pcoord.structure" if config.mode == "pcoord" else "start"
     if config.start is not None and config.start.exists():
         # a file the files: set-up just linked has not been checked by the config
         try:
             check_regular(config.start, MAX_STRUCTURE_BYTES)
         except InputFileError as e:
             raise ConfigError(f"'{config.start}' {e}; give a regular file",
-                              source=config.source, key="start") from None
+                              source=config.source, key=key) from None
     calculator = PcoordCalculator(config)
     adapter = ADAPTERS[config.engine.name]
     calculator.set_time_units(adapter.timestep_ps(config.engine),
@@ -531,8 +532,9 @@ def describe(config) -> str:
                  0 if adapter.engine_picks_port else "<port>"))
              .replace("'<port>'", "<port>"),
              f"workdir:     {config.engine.workdir}"]
+    own = adapter.engine_env(config.engine)
     for name, value in env_for_engine(config.engine, adapter).items():
-        if name in config.engine.env or name == "OMP_NUM_THREADS":
+        if name in config.engine.env or name in own or name == "OMP_NUM_THREADS":
             lines.append(f"env:         {name}={value}")
     for f in config.files:
         lines.append(f"file:        {f.name} <- {f.source} ({f.mode})")

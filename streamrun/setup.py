@@ -16,11 +16,12 @@ class SetupError(StreamrunError):
     """A file could not be set up or a prepare command failed."""
 
 
-def set_up(config, log_path: Path) -> None:
+def set_up(config, log_path: Path, env=None) -> None:
     """Make ``config.files`` available in the segment folder and run ``prepare``.
 
-    Prepare commands run with ``sh -c`` in the segment folder; their output is
-    appended to the engine log.
+    Prepare commands run with ``sh -c`` in the segment folder, with ``env`` (the
+    engine's environment: a ``gmx grompp`` gets the same ``GMX_*`` settings as
+    mdrun); their output is appended to the engine log.
     """
     workdir = config.engine.workdir
     for spec in config.files:
@@ -42,7 +43,7 @@ def set_up(config, log_path: Path) -> None:
                 log.write(f"$ {command}\n".encode())
                 log.flush()
                 rc = subprocess.run(["sh", "-c", command], cwd=workdir, stdout=log,
-                                    stderr=subprocess.STDOUT,
+                                    stderr=subprocess.STDOUT, env=env,
                                     stdin=subprocess.DEVNULL).returncode
         except OSError as e:
             raise SetupError(f"cannot write the engine log {log_path} "

@@ -416,8 +416,8 @@ def processes_with_token(token: str) -> list[psutil.Process]:
 def env_for_engine(engine=None, adapter=None) -> dict:
     """Environment for the engine: ours, with OpenMP threads set to 1 if unset, so
     that an MPI/OpenMP build does not oversubscribe a node that runs many segments;
-    then what the adapter derives from the engine's options (GROMACS ``-ntomp``),
-    then ``engine.env``.
+    then what the adapter sets for its engine (GROMACS: ``OMP_NUM_THREADS`` from
+    ``-ntomp``, ``GMX_MAXBACKUP=-1``), then ``engine.env``.
 
     Parameters
     ----------
@@ -428,6 +428,6 @@ def env_for_engine(engine=None, adapter=None) -> dict:
     env.setdefault("OMP_NUM_THREADS", "1")
     if engine is not None:
         if adapter is not None:
-            env.update(adapter.thread_env(engine))
+            env.update(adapter.engine_env(engine))
         env.update(engine.env)
     return env

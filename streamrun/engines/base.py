@@ -73,9 +73,11 @@ class EngineAdapter:
         """Raise :class:`ConfigError` if a coordinate cannot be computed right from
         this engine's stream (``coordinates``: every PcoordSpec, aux included)."""
 
-    def thread_env(self, engine) -> dict[str, str]:
-        """Environment the engine's own options imply (e.g. ``OMP_NUM_THREADS``
-        agreeing with a thread count in ``engine.args``); ``engine.env`` wins."""
+    def engine_env(self, engine) -> dict[str, str]:
+        """Environment this engine needs in a segment folder, or that its own
+        options imply (e.g. ``OMP_NUM_THREADS`` agreeing with a thread count in
+        ``engine.args``); given to the engine and to ``prepare`` commands.
+        ``engine.env`` wins."""
         return {}
 
     def stream_time_to_ps(self, engine) -> float | None:

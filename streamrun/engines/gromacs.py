@@ -167,7 +167,7 @@ class GromacsAdapter(EngineAdapter):
             if arg in RESERVED_ARGS:
                 raise ConfigError(f"'{arg}' is not allowed: {RESERVED_ARGS[arg]}",
                                   source=source, key=f"engine.args[{i}]")
-        ntomp = self.thread_env(engine).get("OMP_NUM_THREADS")
+        ntomp = self.engine_env(engine).get("OMP_NUM_THREADS")
         omp = engine.env.get("OMP_NUM_THREADS")
         if ntomp is not None and omp is not None and omp.strip() != ntomp:
             raise ConfigError(
@@ -209,13 +209,22 @@ class GromacsAdapter(EngineAdapter):
                     f"accept distances in the start box", source=source,
                     key=f"{spec.key}.pbc")
 
-    def thread_env(self, engine) -> dict[str, str]:
-        """``OMP_NUM_THREADS`` equal to ``-ntomp`` in engine.args: mdrun exits with
-        a fatal error when the two differ (streamrun's default is 1)."""
+    def engine_env(self, engine) -> dict[str, str]:
+        """``GMX_MAXBACKUP=-1``, and ``OMP_NUM_THREADS`` equal to ``-ntomp`` in
+        engine.args.
+
+        GROMACS tools rename a file they would overwrite to ``#name.N#``. Under
+        WESTPA's HDF5 framework the parent's restart files (``seg.gro``,
+        ``seg.cpt``) are unpacked into the new segment folder before it runs, so
+        mdrun would leave such a backup in every segment folder; ``-1`` turns
+        backups off. mdrun exits with a fatal error when ``OMP_NUM_THREADS`` and
+        ``-ntomp`` differ (streamrun's default is 1).
+        """
+        env = {"GMX_MAXBACKUP": "-1"}
         args = list(engine.args)
         if "-ntomp" in args[:-1]:
-            return {"OMP_NUM_THREADS": str(args[args.index("-ntomp") + 1])}
-        return {}
+            env["OMP_NUM_THREADS"] = str(args[args.index("-ntomp") + 1])
+        return env
 
     def timestep_ps(self, engine) -> float | None:
         """mdp ``dt`` (ps; GROMACS' default 0.001)."""

@@ -11,7 +11,9 @@ they run and put back afterwards.
 
 from __future__ import annotations
 
+import os
 import warnings
+from pathlib import Path
 
 from ..errors import ConfigError, PcoordError
 from ..lazy import numpy as np
@@ -130,6 +132,8 @@ class PcoordCalculator:
             raise ConfigError(f"structure '{structure}' does not exist; check the path "
                               f"(and the files: set-up that should make it)",
                               source=config.source, key=key)
+        if structure is not None and not fmt:
+            structure = self._by_suffix(structure, key)
         coords = [] if structure is None else [str(structure)]
         if fmt:
             kwargs["format"] = fmt
@@ -145,6 +149,27 @@ class PcoordCalculator:
                                   f"topology_format and topology_options",
                                   source=config.source,
                                   key=key if coords else "topology") from None
+
+    def _by_suffix(self, structure, key):
+        """``structure``, or the file it links to when only that has a suffix.
+
+        MDAnalysis picks a reader by suffix. With ``gen_istates: true`` WESTPA
+        hands get_pcoord ``istates/<iter>/<id>``, a name without one, usually a
+        link to the real file: that file's suffix tells the format.
+        """
+        if structure.suffix:
+            return structure
+        target = Path(os.path.realpath(structure))
+        if target.suffix:
+            return target
+        option = "get_pcoord.format" if key == "get_pcoord.structure" else \
+            f"{key}_format" if key in ("start", "topology") else None
+        link = f" (a link to '{target}')" if target != structure else ""
+        hint = f"set {option} (e.g. DATA, GRO, PDB, TPR)" if option else \
+            "give a file with a suffix"
+        raise ConfigError(f"'{structure}'{link} has no file suffix, so MDAnalysis "
+                          f"cannot tell its format; {hint}", source=self.source,
+                          key=key)
 
     def reference_universe(self, path, fmt, key):
         """A reference structure read with the topology (cached per file)."""
