@@ -73,8 +73,8 @@ TOP_KEYS = {
     "prepare": "shell commands run in the segment folder before the engine",
     "aux": "aux datasets: name: [coordinates], written to $WEST_<NAME>_RETURN",
     "restart": "files of the segment folder copied to $WEST_RESTART_RETURN",
-    "trajectory": "write a trajectory from the stream: {every: N, format: dcd}; "
-    "off unless given",
+    "trajectory": "write a trajectory from the stream, start frame first, time in "
+    "ps: {every: N, format: trr}; off unless given",
     "get_pcoord": "WESTPA get_pcoord job: {structure: '{struct}'}",
     "pcoord_timeout": "seconds one pcoord row (the start structure's, or a frame's) "
     "may take before the segment fails (default 300)",
@@ -83,8 +83,10 @@ FILES_KEYS = {"continues": "source for a continuing segment (no newtraj: -> only
                            "continuing segments get the file)",
               "newtraj": "source for a new trajectory (basis/initial state)",
               "source": "source in every case", "mode": "link (default) or copy"}
-TRAJECTORY_KEYS = {"every": "keep every N-th streamed frame (default 1)",
-                   "format": "MDAnalysis writer format (default dcd)"}
+TRAJECTORY_KEYS = {"every": "keep every N-th streamed frame (default 1); the start "
+                            "frame is always kept",
+                   "format": "MDAnalysis writer format (default trr: full precision, "
+                   "time in ps)"}
 GET_PCOORD_KEYS = {"structure": "structure file of a basis/initial state "
                                 "(default '{struct}', i.e. WEST_STRUCT_DATA_REF)",
                    "format": "MDAnalysis format of that structure (default: from its "
@@ -138,10 +140,20 @@ class FileSpec:
 
 @dataclass(frozen=True)
 class TrajectorySpec:
-    """Trajectory written from the stream, only when the user asks."""
+    """Trajectory written from the stream, only when the user asks.
+
+    Attributes
+    ----------
+    every : int
+        Keep every N-th streamed frame; frame 0 (the start structure) is always kept.
+    path : Path
+    to_westpa : bool
+        ``path`` is in WESTPA's ``WEST_TRAJECTORY_RETURN`` folder (HDF5 framework).
+    """
 
     every: int
     path: Path
+    to_westpa: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,6 +181,7 @@ class Config:
     log_return: Path | None = None
     restart_return: Path | None = None
     trajectory: TrajectorySpec | None = None
+    trajectory_return: Path | None = None
     system: object = None
     mode: str = "segment"
     pcoord_timeout: float = 300.0
@@ -524,7 +537,10 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
                                 "WEST_RESTART_RETURN", must_exist=False),
         log_return=ctx.path(environ.get("WEST_LOG_RETURN"), "WEST_LOG_RETURN",
                             must_exist=False),
-        trajectory=_trajectory(data.get("trajectory"), ctx, environ, workdir),
+        trajectory=_trajectory(data.get("trajectory"), ctx, environ, workdir,
+                               rows - 1),
+        trajectory_return=ctx.path(environ.get("WEST_TRAJECTORY_RETURN"),
+                                   "WEST_TRAJECTORY_RETURN", must_exist=False),
         system=system,
         mode=mode,
         pcoord_timeout=_number(data.get("pcoord_timeout"), "pcoord_timeout", source,
@@ -675,22 +691,44 @@ def _prepare(value, ctx):
     return _string_list(value, ctx, "prepare")
 
 
-def _trajectory(value, ctx, environ, workdir):
+#: Writer formats whose time WESTPA's default trajectory loader (MDTraj) does not
+#: read: it numbers their frames 0, 1, 2, ... instead.
+NO_TIME_FORMATS = ("dcd", "pdb", "gro", "xyz", "data")
+
+
+def _trajectory(value, ctx, environ, workdir, frames):
+    """``trajectory:`` -> TrajectorySpec (None when off).
+
+    Under WESTPA's HDF5 framework (``WEST_TRAJECTORY_RETURN`` set) WESTPA stores
+    each segment's frames in iter_*.h5 and lines segments up in time from the
+    first and last frame's times, so the format must carry time and the segment's
+    last frame (the next segment's start) must be kept.
+    """
     if value is None or value is False:
         return None
     if value is True:
         value = {}
     if not isinstance(value, dict):
-        raise ConfigError("must be a mapping {every: N, format: dcd}",
+        raise ConfigError("must be a mapping {every: N, format: trr}",
                           source=ctx.source, key="trajectory")
     _check_keys(value, TRAJECTORY_KEYS, ctx.source, "trajectory.")
     every = _number(value.get("every"), "trajectory.every", ctx.source, minimum=1,
                     default=1)
-    fmt = _string(value.get("format", "dcd"), "trajectory.format", ctx.source).lower()
+    fmt = _string(value.get("format", "trr"), "trajectory.format", ctx.source).lower()
     folder = environ.get("WEST_TRAJECTORY_RETURN")
-    folder = ctx.path(folder, "WEST_TRAJECTORY_RETURN", must_exist=False) if folder \
+    if folder and fmt in NO_TIME_FORMATS:
+        raise ConfigError(
+            f"{fmt} carries no time that WESTPA's trajectory loader (MDTraj) reads: "
+            f"iter_*.h5 would count frames instead of ps. Use trr (full precision), "
+            f"xtc (0.001 nm) or ncdf", source=ctx.source, key="trajectory.format")
+    if folder and frames % every:
+        raise ConfigError(
+            f"every {every} frame(s) of {frames} leaves out the segment's last frame, "
+            f"which WESTPA's HDF5 framework needs (it is the next segment's start); "
+            f"use a divisor of {frames}", source=ctx.source, key="trajectory.every")
+    path = ctx.path(folder, "WEST_TRAJECTORY_RETURN", must_exist=False) if folder \
         else workdir
-    return TrajectorySpec(every=every, path=folder / f"seg.{fmt}")
+    return TrajectorySpec(every=every, path=path / f"seg.{fmt}", to_westpa=bool(folder))
 
 
 def load(path: Path | None, overrides: list[str] = (), environ=None,

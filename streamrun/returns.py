@@ -86,17 +86,35 @@ def copy_log(log: Path, target: Path | None) -> None:
 
 
 class TrajectorySink:
-    """Writes every ``every``-th streamed frame with an MDAnalysis Writer.
+    """Writes the start frame, then every ``every``-th streamed frame, with an
+    MDAnalysis Writer.
 
     Only used when the config asks for a trajectory: streamrun writes nothing else
     to disk by default. The file is written under a temporary name and renamed
     when complete.
+
+    Frame 0 is the start structure (pcoord row 0), so a segment's file holds its
+    whole time span: WESTPA's HDF5 framework takes a segment's duration as last
+    minus first frame time and lines iterations up with it, and the first frame
+    of a segment is its parent's last one (up to periodic images; drop it when
+    joining segments). Times are in ps from the segment's start: row ``k`` is at
+    ``k * frame_ps``; without ``frame_ps`` (the engine's time step is not known),
+    the time the calculator gave the frame. Only positions and box are written:
+    a start structure's velocities would otherwise be repeated in every frame.
+
+    Parameters
+    ----------
+    spec : streamrun.config.TrajectorySpec
+    universe : MDAnalysis.Universe
+        Holds the start structure now, each streamed frame later.
+    frame_ps : float, optional
+        Time between streamed frames, ps.
     """
 
-    def __init__(self, spec, universe):
+    def __init__(self, spec, universe, frame_ps=None):
         import MDAnalysis as mda
 
-        self.spec, self.universe = spec, universe
+        self.spec, self.universe, self.frame_ps = spec, universe, frame_ps
         Path(spec.path).parent.mkdir(parents=True, exist_ok=True)
         # WESTPA's trajectory loader pairs a topology with the trajectory file in
         # WEST_TRAJECTORY_RETURN; the start structure as PDB serves (written now,
@@ -108,11 +126,31 @@ class TrajectorySink:
         fmt = Path(spec.path).suffix.lstrip(".").upper()
         self._writer = mda.Writer(str(self._tmp), n_atoms=len(universe.atoms),
                                   format=fmt)
+        self._write(0, 0.0)
 
     def frame(self, index: int) -> None:
         """Called after frame ``index`` (1-based) was loaded into the Universe."""
         if index % self.spec.every == 0:
-            self._writer.write(self.universe.atoms)
+            self._write(index, None if self.frame_ps is None
+                        else index * self.frame_ps)
+
+    def _write(self, index, time):
+        ts = self.universe.trajectory.ts
+        saved = (ts.has_velocities, ts.has_forces, ts.time if "time" in ts.data
+                 else None, ts.frame)
+        ts.has_velocities = ts.has_forces = False
+        if time is not None:
+            ts.time = time
+        ts.frame = index
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. no box in a start structure
+                self._writer.write(self.universe.atoms)
+        finally:
+            ts.has_velocities, ts.has_forces = saved[:2]
+            ts.frame = saved[3]
+            if saved[2] is not None:
+                ts.time = saved[2]
 
     def close(self, keep: bool) -> None:
         self._writer.close()

@@ -309,6 +309,8 @@ def run_segment(config, log=lambda msg: None, progress=None,
     """
     t_start = time.monotonic()
     startup = started or 0.0
+    if config.trajectory is None and config.trajectory_return is not None:
+        log(NO_TRAJECTORY_NOTE)
     adapter = ADAPTERS[config.engine.name]
     executable = resolve_executable(adapter, config.engine, config.source)
     check_parent = _parent_watch()
@@ -341,7 +343,8 @@ def run_segment(config, log=lambda msg: None, progress=None,
                 launches += n
                 calculator, row0 = built["calculator"], built["row0"]
                 if config.trajectory is not None and sink is None:
-                    sink = TrajectorySink(config.trajectory, calculator.universe)
+                    sink = TrajectorySink(config.trajectory, calculator.universe,
+                                          _frame_ps(config, adapter))
                 attempt.client, own = _connect_only_client(
                     engine, port, calculator.n_atoms,
                     _buffer_bytes(config, calculator.n_atoms, expected),
@@ -496,6 +499,22 @@ def _calculator(config):
     return calculator, row0
 
 
+#: Said when WESTPA's HDF5 framework asks for a trajectory that the config does not
+#: write: WESTPA then logs a loader warning for every segment.
+NO_TRAJECTORY_NOTE = (
+    "note: WESTPA's HDF5 framework asks for a trajectory (WEST_TRAJECTORY_RETURN) but "
+    "trajectory: is off, so WESTPA warns 'could not read any trajectory data' for "
+    "each segment. Tell WESTPA there is none: add '{name: trajectory, enabled: false}' "
+    "to west.executable.datasets (or west.data.datasets, whichever west.cfg uses), "
+    "or set trajectory: {every: N}")
+
+
+def _frame_ps(config, adapter):
+    """ps between streamed frames, when the engine input tells the time step."""
+    dt = adapter.timestep_ps(config.engine)
+    return None if dt is None else dt * config.engine.frame_interval
+
+
 def _write_datasets(config, calculator, rows):
     """Write the aux datasets, then the pcoord (last: its presence means success)."""
     parts = calculator.split(rows)
@@ -511,6 +530,9 @@ def compute_start_point(config):
     0 of the segments that start from it.
     """
     calculator, row0 = _calculator(config)
+    if config.trajectory is not None and config.trajectory.to_westpa:
+        # the HDF5 framework's iteration 0: the basis/initial state as one frame
+        TrajectorySink(config.trajectory, calculator.universe).close(keep=True)
     write_pcoord(config.output, calculator.split(row0[None])["pcoord"],
                  calculator.column_labels("pcoord"))
     return row0

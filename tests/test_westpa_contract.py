@@ -96,14 +96,21 @@ def test_a_newtraj_then_a_continuing_segment_chain_through_westpas_files(
     assert (seg1 / "returns" / "restart" / "end.data").is_file()
     assert "Waiting for IMD" in (seg1 / "returns" / "seglog").read_text()
     assert np.loadtxt(seg1 / "returns" / "na_o_min").shape == (11,)
-    traj = mda.Universe(str(bstate), str(seg1 / "returns" / "traj" / "seg.dcd"))
+    traj = mda.Universe(str(bstate), str(seg1 / "returns" / "traj" / "seg.trr"))
     ref = mda.Universe(str(bstate), str(seg1 / "check.lammpstrj"), format="LAMMPSDUMP")
-    assert traj.trajectory.n_frames == 5  # frames 2, 4, ..., 10 of 10
+    # the start structure, then streamed frames 2, 4, ..., 10 of 10; time in ps
+    # from the segment's start (a frame every 10 steps of 2 fs)
+    assert traj.trajectory.n_frames == 6
+    assert [round(ts.time, 6) for ts in traj.trajectory] == \
+        [0.0, 0.04, 0.08, 0.12, 0.16, 0.2]
     assert (seg1 / "returns" / "traj" / "seg.pdb").is_file()  # for WESTPA's loader
-    for ts in traj.trajectory:  # frame k of the dcd is streamed frame 2(k+1): step 20(k+1)
-        ref.trajectory[2 * (ts.frame + 1)]
+    for ts in traj.trajectory:  # frame k of the trr is step 20 k (dump frame 2 k)
+        ref.trajectory[2 * ts.frame]
         moved = traj.atoms.positions - ref.atoms.positions
-        assert np.abs(moved - moved[0]).max() < 1e-3  # same up to LAMMPS' box shift
+        moved -= moved[0]  # same up to LAMMPS' box shift, and frame 0 (read from
+        box = ref.dimensions[:3]  # the data file, image flags ignored) up to images
+        assert np.abs(moved - box * np.round(moved / box)).max() < 1e-3
+        assert not ts.has_velocities  # positions only, never stale velocities
 
     # iteration 2: continues from segment 1's folder, with another seed
     seg2 = tmp_path / "traj_segs" / "000002" / "000000"
@@ -116,7 +123,7 @@ def test_a_newtraj_then_a_continuing_segment_chain_through_westpas_files(
     assert pc2[0] == pytest.approx(pc1[-1], abs=1e-4)  # row 0 = parent's last row
     assert os.readlink(seg2 / "parent.data") == str(seg1 / "end.data")
     assert "-var seed 1007" in (seg2 / "streamrun-engine.log").read_text()
-    assert (seg2 / "seg.dcd").exists()  # no WEST_TRAJECTORY_RETURN: kept in the folder
+    assert (seg2 / "seg.trr").exists()  # no WEST_TRAJECTORY_RETURN: kept in the folder
 
 
 def test_pcoord_len_that_disagrees_with_nsteps_fails_before_the_engine_starts(

@@ -26,6 +26,9 @@ PORT_VAR, EVERY_VAR, NSTEPS_VAR = "streamrun_port", "streamrun_every", "streamru
 #: lj is reduced: no factor).
 PS_PER_TIME_UNIT = {"real": 1e-3, "metal": 1.0, "si": 1e12, "cgs": 1e12,
                     "electron": 1e-3, "micro": 1e6, "nano": 1e3}
+#: LAMMPS' default ``timestep`` of each ``units`` style, in that style's time unit.
+DEFAULT_TIMESTEP = {"real": 1.0, "metal": 0.001, "si": 1e-8, "cgs": 1e-8,
+                    "electron": 0.001, "micro": 2.0, "nano": 0.00045}
 
 
 class LammpsAdapter(EngineAdapter):
@@ -100,6 +103,26 @@ class LammpsAdapter(EngineAdapter):
             if words[0] == "units" and len(words) > 1:
                 style = words[1]
         return PS_PER_TIME_UNIT.get(style)
+
+    def timestep_ps(self, engine) -> float | None:
+        """The input's ``timestep`` in ps (LAMMPS' default for the ``units``
+        style when there is none); None for lj units or a timestep given by a
+        variable."""
+        style, step = "lj", None
+        for _, command in read_commands(engine.input):
+            words = command.split()
+            if words[0] == "units" and len(words) > 1:
+                style = words[1]
+            elif words[0] == "timestep" and len(words) > 1:
+                step = words[1]
+        factor = PS_PER_TIME_UNIT.get(style)
+        if factor is None:
+            return None
+        try:
+            value = DEFAULT_TIMESTEP[style] if step is None else float(step)
+        except (KeyError, ValueError):
+            return None
+        return value * factor
 
     def command(self, engine, executable, port):
         cmd = [executable, "-in", str(engine.input)]
