@@ -101,9 +101,9 @@ def test_streamed_na_cl_distance_equals_mdanalysis_on_the_same_mdruns_trr(
     assert written.shape == (51, 1)
     # rows 1..50: the streamed frames (steps 10..500), same numbers as the .trr
     assert np.abs(written[1:, 0] - expected[1:]).max() <= 1e-3
-    # row 0: the start structure, start.gro, which grompp also read (with
-    # -t parent.cpt instead, it would differ by the .gro's 0.001 nm rounding)
-    assert abs(written[0, 0] - expected[0]) <= 1e-3
+    # row 0: the run input seg.tpr, whose positions mdrun starts from: its own
+    # step 0 to float precision
+    assert abs(written[0, 0] - expected[0]) <= 1e-5
     assert np.ptp(written) > 0.01  # really different steps, not one repeated
     assert result.frames == 51 and result.launches == 1  # step 0 streamed, skipped
     log = (seg / "streamrun-engine.log").read_text()
@@ -162,7 +162,8 @@ def test_an_mdrun_that_fails_at_start_fails_the_segment_with_a_clear_error(
     workdir = tmp_path / "segment"
     proc = subprocess.run(
         [*STREAMRUN, "run", "-c", str(nacl_gromacs / "streamrun.yaml"), "-w",
-         str(workdir), "--set", "prepare=[]"],  # no grompp: no seg.tpr
+         str(workdir), "--set", "prepare=[]",  # no grompp: no seg.tpr
+         "--set", "start=start.gro"],  # (row 0 from seg.tpr would fail first)
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
