@@ -3,6 +3,7 @@ parent files set up, seeds from WEST_RAND*, every return file written, get_pcoor
 agreeing with row 0. Real LAMMPS; WESTPA itself runs in test_westpa.py."""
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -201,3 +202,67 @@ def test_when_its_parent_dies_streamrun_stops_the_engine(lmp, nacl_lammps, tmp_p
     parent.wait()
     gone, alive = psutil.wait_procs(tree, timeout=20)
     assert not alive, f"still running after their parent died: {alive}"
+
+
+def test_get_pcoord_reads_a_suffix_less_istate_by_its_link_target_or_its_format(
+        lmp, nacl_lammps, tmp_path):
+    """With gen_istates: true WESTPA hands get_pcoord istates/<iter>/<id>: a link
+    is read as the file it points to; a plain file without a suffix needs
+    get_pcoord.format, and the error says so, naming get_pcoord.structure."""
+    west_cfg(nacl_lammps)
+    istates = tmp_path / "istates" / "1"
+    istates.mkdir(parents=True)
+    (istates / "0").symlink_to(nacl_lammps / "start.data")
+    shutil.copy(nacl_lammps / "start.data", istates / "1")
+    expected = np.loadtxt(_point(nacl_lammps, nacl_lammps / "start.data", tmp_path))
+
+    assert np.loadtxt(_point(nacl_lammps, istates / "0", tmp_path)) == expected
+    env = _point_env(nacl_lammps, istates / "1", tmp_path)
+    proc = streamrun(env, tmp_path)
+    assert proc.returncode == 2
+    assert "key 'get_pcoord.structure'" in proc.stderr
+    assert "set get_pcoord.format" in proc.stderr and "Traceback" not in proc.stderr
+    proc = streamrun(env, tmp_path, "pcoord", "--set", "get_pcoord.format=DATA")
+    assert proc.returncode == 0, proc.stderr
+    assert np.loadtxt(env["WEST_PCOORD_RETURN"]) == expected
+
+
+def _point_env(sim, structure, tmp_path):
+    return dict(os.environ, WEST_SIM_ROOT=str(sim), WEST_STRUCT_DATA_REF=str(structure),
+                WEST_PCOORD_RETURN=str(tmp_path / "point"))
+
+
+def _point(sim, structure, tmp_path):
+    """get_pcoord of ``structure`` as WESTPA runs it; the pcoord file."""
+    proc = streamrun(_point_env(sim, structure, tmp_path), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return tmp_path / "point"
+
+
+def test_a_segment_asked_for_a_trajectory_it_does_not_write_says_how_to_tell_westpa(
+        lmp, nacl_lammps, tmp_path, no_engine_left):
+    west_cfg(nacl_lammps)
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    env = westpa_env(nacl_lammps, seg, nacl_lammps / "start.data",
+                     WEST_TRAJECTORY_RETURN=str(seg / "returns" / "traj"))
+    proc = streamrun(env, seg)
+    assert proc.returncode == 0, proc.stderr
+    assert "{name: trajectory, enabled: false}" in proc.stderr
+
+
+@pytest.mark.parametrize("trajectory, key, words", [
+    ({"format": "dcd"}, "trajectory.format", "carries no time"),
+    ({"every": 3}, "trajectory.every", "leaves out the segment's last frame"),
+])
+def test_under_the_hdf5_framework_a_trajectory_westpa_cannot_line_up_is_refused(
+        lmp, nacl_lammps, tmp_path, trajectory, key, words):
+    from streamrun.config import load
+    from streamrun.errors import ConfigError
+
+    west_cfg(nacl_lammps, trajectory=trajectory)
+    env = westpa_env(nacl_lammps, tmp_path, nacl_lammps / "start.data",
+                     WEST_TRAJECTORY_RETURN=str(tmp_path / "traj"))
+    with pytest.raises(ConfigError) as info:
+        load(nacl_lammps / "west.cfg", environ=env)
+    assert info.value.key == key and words in str(info.value)

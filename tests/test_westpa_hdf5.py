@@ -149,3 +149,25 @@ def test_hdf5_framework_with_generated_istates_stores_continuous_trajectories(
     assert np.allclose(steps, FRAME_PS, atol=1e-4), steps
     print(f"walker {history}: {len(joined_times)} frames, "
           f"{joined_times[0]:.2f}..{joined_times[-1]:.2f} ps")
+
+
+def test_without_a_trajectory_west_cfg_says_so_and_westpa_does_not_warn(
+        gmx, westpa_path, tmp_path, no_engine_left):
+    """No ``trajectory:``: WESTPA's HDF5 framework would still ask for one and warn
+    'could not read any trajectory data' for every state and segment (streamrun's
+    seg log says how to stop it). ``{name: trajectory, enabled: false}`` in
+    west.executable.datasets tells WESTPA there is none: no warning, no note."""
+    sim = copy_example(tmp_path)
+    hdf5_framework(sim)
+    cfg = sim / "west.cfg"
+    edit(cfg, "  trajectory: {every: 1}", "  # no trajectory")
+    edit(cfg, "max_total_iterations: 3", "max_total_iterations: 1")
+    edit(cfg, "    environ: {}",
+         "    environ: {}\n    datasets:\n      - {name: trajectory, enabled: false}")
+    env = sim_env(sim, westpa_path)
+    init_out = init(sim, env)
+    rc, out = run(["./run.sh", "--n-workers", "2"], sim, env, "run.log")
+    assert rc == 0 and "WEST run complete." in out, out
+    assert "could not read any trajectory data" not in init_out + out
+    logs = sorted((sim / "seg_logs").glob("*.log"))
+    assert logs and not any("trajectory: is off" in p.read_text() for p in logs)
