@@ -547,7 +547,11 @@ def describe(config) -> str:
     for f in config.files:
         if start is not None and start == config.engine.workdir / f.name:
             start = f.source
-    calculator = PcoordCalculator(dataclasses.replace(config, start=start))
+    # e.g. GROMACS' seg.tpr: made by a prepare command, which a dry run does not run;
+    # the columns are computed from the topology's coordinates instead
+    made_by_prepare = start is not None and not start.exists() and config.prepare
+    calculator = PcoordCalculator(dataclasses.replace(
+        config, start=None if made_by_prepare else start))
     lines = [f"config:      {config.source}",
              "engine:      " + shlex.join(engine_command(
                  config, adapter, executable,
@@ -563,7 +567,8 @@ def describe(config) -> str:
     for c in config.prepare:
         lines.append(f"prepare:     {c}")
     lines += [f"topology:    {config.topology}",
-              f"start:       {config.start or config.topology} (row 0)",
+              f"start:       {config.start or config.topology} (row 0"
+              + (", made by prepare)" if made_by_prepare else ")"),
               f"rows:        {config.rows} (start + {config.rows - 1} frames every "
               f"{config.engine.frame_interval} steps)"]
     for spec in config.pcoords:
