@@ -37,6 +37,9 @@ ENGINE_KEYS = {
     "searched next to Python and on PATH",
     "env": "variables set for the engine only, e.g. {OMP_NUM_THREADS: 4, "
     "CUDA_VISIBLE_DEVICES: '{worker}'}; OMP_NUM_THREADS is 1 unless set",
+    "cores": "CPUs per engine: {cores} is then this worker's block of them (worker "
+    "0: the first N CPUs streamrun may use, worker 1: the next N, ...), e.g. "
+    "launcher: [taskset, -c, '{cores}']",
     "listener": "how the IMD listener is known to be the engine's: tree (default: "
     "a process the launcher started) or environment (a process on this node "
     "with this launch's token in its environment; for srun)",
@@ -345,6 +348,10 @@ class _Context:
                     f"uses {{worker}}, but {westpa.WORKER_VAR} is "
                     f"{short(self.environ.get(westpa.WORKER_VAR))}, not a worker "
                     f"index (0, 1, ...)", source=self.source, key=key)
+            if name == "cores":
+                raise ConfigError(
+                    "uses {cores}, but engine.cores (CPUs per engine) is not set; "
+                    "set it", source=self.source, key=key)
             variable = variable or "WEST_RAND32 (or WEST_RAND16)"
             raise ConfigError(
                 f"uses {{{name}}}, but {variable} is not set (it is set by WESTPA for "
@@ -399,6 +406,7 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
     workdir = _path(eng.get("workdir"), "engine.workdir", source, Path.cwd())
     workdir = (workdir or Path.cwd()).resolve()
     ctx.values = westpa.placeholders(environ, base_dir, workdir)
+    ctx.values["cores"] = _cores(eng.get("cores"), ctx)
     args = _words(eng.get("args", []), "engine.args", source)
     variables = eng.get("variables") or {}
     if not isinstance(variables, dict):
@@ -551,6 +559,24 @@ def _choice(value, key, source, allowed):
         raise ConfigError(f"must be {' or '.join(allowed)}, got {short(value)}",
                           source=source, key=key)
     return value
+
+
+def _cores(value, ctx):
+    """``{cores}`` from ``engine.cores``: None when not set; an error when this
+    worker's block of CPUs does not exist on the node."""
+    if value is None or ctx.values.get("worker") is None:
+        return None
+    per_engine = _number(value, "engine.cores", ctx.source, minimum=1)
+    index = int(ctx.values["worker"])
+    block = westpa.cores(index, per_engine)
+    if block is None:
+        available = len(os.sched_getaffinity(0))
+        raise ConfigError(
+            f"worker {index} would get CPUs {index * per_engine}.."
+            f"{(index + 1) * per_engine - 1} of the {available} this process may use; "
+            f"lower engine.cores or run fewer workers per node",
+            source=ctx.source, key="engine.cores")
+    return block
 
 
 def _launcher(value, ctx):

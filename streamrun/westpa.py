@@ -11,6 +11,7 @@ WESTPA (westpa/core/propagators/executable.py) starts the propagator as
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ PLACEHOLDER_VARS = {
     "istate": "WEST_ISTATE_DATA_REF",
 }
 PLACEHOLDER = re.compile(r"(?<!\$)\{(" + "|".join(
-    [*PLACEHOLDER_VARS, "seed", "config_dir", "workdir", "worker"]) + r")\}")
+    [*PLACEHOLDER_VARS, "seed", "config_dir", "workdir", "worker", "cores"]) + r")\}")
 #: Environment variable giving ``{worker}``, the WESTPA worker's index (processes
 #: and zmq work managers); 0 when it is not set (outside WESTPA, serial manager).
 WORKER_VAR = "WM_PROCESS_INDEX"
@@ -159,6 +160,32 @@ def worker(environ) -> str | None:
     None when it is not a non-negative integer."""
     raw = str(environ.get(WORKER_VAR) or "0").strip()
     return raw if raw.isdigit() else None
+
+
+def cores(worker_index, per_engine, available=None) -> str | None:
+    """``{cores}``: this worker's CPUs as a list for ``taskset -c`` (e.g. ``4-7``):
+    block ``worker`` of ``per_engine`` CPUs among those this process may use, in
+    order. None when the block does not fit.
+
+    Parameters
+    ----------
+    worker_index : int
+        ``{worker}``.
+    per_engine : int
+        ``engine.cores``.
+    available : iterable of int, optional
+        CPUs to share out (default: this process's affinity).
+    """
+    cpus = sorted(os.sched_getaffinity(0) if available is None else available)
+    block = cpus[worker_index * per_engine:(worker_index + 1) * per_engine]
+    if len(block) < per_engine:
+        return None
+    runs, start = [], block[0]
+    for prev, cpu in zip(block, block[1:] + [None]):
+        if cpu is None or cpu != prev + 1:
+            runs.append(str(start) if start == prev else f"{start}-{prev}")
+            start = cpu
+    return ",".join(runs)
 
 
 def seed(environ) -> str | None:

@@ -1,5 +1,6 @@
 """A bad config fails before any engine starts, with the file, the key and what to do."""
 
+import os
 import sys
 import textwrap
 
@@ -237,6 +238,25 @@ def test_a_worker_index_that_is_not_a_number_is_named(sim):
         load(path, environ={"WM_PROCESS_INDEX": "gpu1"})
     assert info.value.key == "engine.env.CUDA_VISIBLE_DEVICES"
     assert "WM_PROCESS_INDEX is 'gpu1'" in str(info.value)
+
+
+def test_cores_gives_each_worker_its_own_block_of_cpus(sim):
+    """engine.cores: N makes {cores} worker i's N CPUs, as a taskset -c list; a
+    worker whose block is not on this node gets an error naming engine.cores."""
+    from streamrun.westpa import cores
+
+    assert [cores(w, 2, range(8)) for w in range(4)] == ["0-1", "2-3", "4-5", "6-7"]
+    assert cores(0, 3, [0, 2, 3, 5]) == "0,2-3" and cores(4, 2, range(8)) is None
+    n_cpus = len(os.sched_getaffinity(0))
+    path = sim(engine__cores=1, engine__launcher=["taskset", "-c", "{cores}"])
+    first = sorted(os.sched_getaffinity(0))[0]
+    assert load(path, environ={}).engine.launcher[1:] == ("-c", str(first))
+    with pytest.raises(ConfigError) as info:
+        load(path, environ={"WM_PROCESS_INDEX": str(n_cpus)})
+    assert info.value.key == "engine.cores" and "fewer workers" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load(sim(engine__launcher=["taskset", "-c", "{cores}"]), environ={})
+    assert info.value.key == "engine.launcher[2]" and "engine.cores" in str(info.value)
 
 
 def test_the_engine_environment_keeps_one_openmp_thread_unless_told(sim, monkeypatch):
