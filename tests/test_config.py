@@ -284,3 +284,21 @@ def test_the_readme_config_reference_lists_every_key():
                                         ("stream.", STREAM_KEYS))
                for key in keys if f"`{prefix}{key}" not in table]
     assert not missing, f"README config reference lacks {missing}"
+
+
+def test_a_warm_worker_parses_its_topology_once_until_the_file_changes(sim, tmp_path):
+    """On the warm path one process runs many segments: the topology is parsed
+    once, each segment's Universe gets its own copy with its own start coordinates,
+    and an edited topology file is parsed again."""
+    from streamrun.pcoords import calculator
+
+    path = sim(start="top.pdb")
+    first = PcoordCalculator(load(path, environ={}))
+    parsed = calculator.parsed_topology(first.config.topology)
+    second = PcoordCalculator(load(path, environ={}))
+    assert calculator.parsed_topology(second.config.topology) is parsed
+    assert first.universe._topology is not second.universe._topology
+    assert (first.start_row() == second.start_row()).all()
+    topology = tmp_path / "top.pdb"
+    topology.write_text(topology.read_text().replace("NA ", "NA1", 1))
+    assert calculator.parsed_topology(topology) is not parsed

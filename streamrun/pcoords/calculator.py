@@ -19,6 +19,38 @@ from .base import REGISTRY, Frame
 from .pbc import WholeTracker
 
 
+#: Topologies parsed in this process, by file identity (see :func:`parsed_topology`).
+_TOPOLOGIES: dict = {}
+
+
+def parsed_topology(path, fmt=None, options=None):
+    """The parsed topology of ``path``, parsed once per process while the file,
+    its format and options are unchanged (a WESTPA worker on the warm path runs
+    many segments with one topology: only their start coordinates differ). Each
+    Universe gets its own copy.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+    fmt : str, optional
+        ``topology_format``.
+    options : dict, optional
+        ``topology_options`` (keyword arguments of the parser).
+    """
+    from MDAnalysis.core._get_readers import get_parser_for
+
+    options = dict(options or {})
+    st = path.stat()
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, fmt, repr(sorted(
+        options.items())))
+    if key not in _TOPOLOGIES:
+        with get_parser_for(str(path), format=fmt)(str(path)) as parser:
+            topology = parser.parse(**options)
+        _TOPOLOGIES.clear()  # one topology per simulation: keep the latest
+        _TOPOLOGIES[key] = topology
+    return _TOPOLOGIES[key]
+
+
 class PrepareContext:
     """What :meth:`Coordinate.prepare` receives for one coordinate.
 
@@ -136,7 +168,12 @@ class PcoordCalculator:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # MDAnalysis guesses; fine for pcoords
             try:
-                return mda.Universe(str(config.topology), *coords, **kwargs)
+                if not coords:  # the topology file's own coordinates
+                    return mda.Universe(str(config.topology), **kwargs)
+                topology = parsed_topology(config.topology, config.topology_format,
+                                           config.topology_options)
+                kwargs.pop("topology_format", None)
+                return mda.Universe(topology.copy(), *coords, **kwargs)
             except Exception as e:
                 what = f"topology '{config.topology}'" + (
                     f" with structure '{structure}'" if coords else "")
