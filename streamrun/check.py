@@ -486,7 +486,8 @@ def _row0(config, report, what):
     from .segment import _calculator, before_set_up
 
     if config.topology is None or (config.mode == "segment" and not config.pcoords):
-        return None  # reported by the config
+        _plugins(config, report)  # what can be checked without a Universe
+        return None  # the rest was reported by the config
     config = before_set_up(config)
     try:
         calculator, row = _calculator(config)
@@ -501,6 +502,20 @@ def _row0(config, report, what):
         report.problem(f"{what}: {e}" if what not in str(e) else e)
         return None
     return calculator.split(row[None])["pcoord"][0]
+
+
+def _plugins(config, report):
+    """Import every plugin function (as a segment does before its first row)."""
+    from .pcoords.plugin import load_function
+
+    specs = [*config.pcoords, *(s for group, _ in config.aux.values() for s in group)]
+    for spec in specs:
+        if spec.type == "plugin":
+            try:
+                load_function(spec.options["function"], config.base_dir,
+                              f"{spec.key}.function", config.source)
+            except StreamrunError as e:
+                report.problem(e)
 
 
 def _each_coordinate(config, report):
@@ -541,7 +556,14 @@ def _check_basis_state(where, system, state, environ, sim_root, scratch, overrid
         return
     for p in problems:
         report.problem(p)
-    point = _row0(config, report, label)
+    own = Report()
+    point = _row0(config, own, label)
+    new = [p for p in own.problems if p not in report.problems]
+    for p in new:
+        report.problem(p if p.startswith(label) else f"{label}: {p}")
+    if own.problems and not new:
+        report.problem(f"{label}: get_pcoord fails (see above), so w_init would store "
+                       f"a NaN pcoord for it and exit 0")
     if point is None:
         report.say(f"  bstate:    {state.label} (p={state.probability:g}): no pcoord "
                    f"(see the problems)")
