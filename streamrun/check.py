@@ -445,6 +445,13 @@ def _check_segment(where, system, states, environ, sim_root, scratch, parent,
     start = _start_of(config)
     if files_failed and start is not None and not Path(start).exists():
         return  # row 0 would read a file that files: did not set up (reported)
+    if start is not None and not Path(start).exists() and config.prepare and \
+            Path(start).parent == config.engine.workdir and parent is not None:
+        # made by a prepare command (e.g. grompp's seg.tpr): for a new trajectory
+        # it holds the basis state's coordinates
+        report.say(f"  start:     {Path(start).name} is made by a prepare command; "
+                   f"row 0 read from the basis state {parent} instead")
+        config = dataclasses.replace(config, start=Path(parent), start_format=None)
     row0 = _row0(config, report, "segment row 0")
     if row0 is not None:
         report.say(f"  row 0:     {_values(row0)} (start structure "
