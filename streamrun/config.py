@@ -28,7 +28,7 @@ from .errors import ConfigError
 
 #: Keys allowed at each level, with a one-line meaning (also used by ``--help``).
 ENGINE_KEYS = {
-    "name": "engine adapter: lammps",
+    "name": "engine adapter: lammps (default), gromacs or namd",
     "input": "engine input file (LAMMPS: the -in script)",
     "executable": "engine program; default: the adapter's (lmp), searched next to "
     "Python and on PATH",
