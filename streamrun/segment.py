@@ -33,7 +33,8 @@ from .errors import (ConfigError, EngineError, ForeignClientError, Interrupted,
                      PortError, StreamError)
 from .pcoords import PcoordCalculator
 from .ports import engine_peers, listener_in_tree, listener_with_env, reserve_port
-from .returns import TrajectorySink, copy_log, copy_restart, write_pcoord
+from .returns import (TrajectorySink, copy_log, copy_restart, discard_stale,
+                      write_pcoord)
 from .setup import set_up
 from .stream import FrameReader, connect
 from .supervise import TOKEN_VAR, EngineProcess, env_for_engine
@@ -61,6 +62,8 @@ class SegmentResult:
     paused_seconds: float | None = None
     pauses: int = 0
     launch_seconds: float | None = None
+    #: streamed frames that make no row (GROMACS' step 0: the start point again)
+    skipped: int = 0
 
     @property
     def alpha(self) -> float:
@@ -76,9 +79,14 @@ class SegmentResult:
                   f"({self.pauses}x)")
         launched = ("" if self.launch_seconds is None else
                     f", engine launched {self.launch_seconds:.2f} s after start")
-        return (f"{self.frames} frames streamed -> {self.rows.shape[0]} rows x "
-                f"{self.rows.shape[1]} ({', '.join(self.column_labels)}) in "
-                f"{self.output}; wall {self.wall_seconds:.2f} s, stream "
+        # the same count for every engine: the frames that made rows; row 0 is
+        # the start structure (GROMACS' streamed step 0 is that point again)
+        skipped = (f" + {self.skipped} at step 0, the start point again"
+                   if self.skipped else "")
+        return (f"{self.frames - self.skipped} frames streamed -> "
+                f"{self.rows.shape[0]} rows x {self.rows.shape[1]} "
+                f"({', '.join(self.column_labels)}) in {self.output} (row 0: the "
+                f"start structure{skipped}); wall {self.wall_seconds:.2f} s, stream "
                 f"{self.stream_seconds:.2f} s ({rate:.1f} frames/s), pcoord compute "
                 f"{self.compute_seconds:.2f} s{paused}; alpha {self.alpha:.2f} "
                 f"(pcoord / stream){launched}")
@@ -316,6 +324,8 @@ def run_segment(config, log=lambda msg: None, progress=None,
     done = False
     with _signals_raise(), contextlib.ExitStack() as blas:
         try:
+            for path in (config.output, *(p for _, p in config.aux.values())):
+                discard_stale(path)
             set_up(config, config.log)
             folders = FolderWatch({"engine.workdir": config.engine.workdir,
                                    "output": config.output.parent,
@@ -387,7 +397,7 @@ def run_segment(config, log=lambda msg: None, progress=None,
                 port=port, launches=launches, column_names=calculator.column_names(),
                 column_labels=calculator.column_labels(),
                 paused_seconds=engine.paused_seconds, pauses=engine.pauses,
-                launch_seconds=launch_time)
+                launch_seconds=launch_time, skipped=adapter.leading_frames)
             # the engine log (and WESTPA's log return) ends with the telemetry too
             with contextlib.suppress(OSError), open(config.log, "a") as f:
                 f.write(f"\nstreamrun: {result.summary()}\n")
@@ -515,16 +525,31 @@ def compute_start_point(config):
     return row0
 
 
-def describe(config) -> str:
-    """What a segment would do, without doing it (``--dry-run``)."""
-    adapter = ADAPTERS[config.engine.name]
-    executable = resolve_executable(adapter, config.engine, config.source)
-    # Nothing is set up in a dry run: read row 0 from where files: would link it.
+def before_set_up(config):
+    """``config`` with its start structure where ``files:`` would link it from:
+    for a run that sets nothing up (``--dry-run``, ``streamrun check``)."""
     start = config.start
     for f in config.files:
         if start is not None and start == config.engine.workdir / f.name:
             start = f.source
-    calculator = PcoordCalculator(dataclasses.replace(config, start=start))
+    return dataclasses.replace(config, start=start)
+
+
+def describe(config) -> str:
+    """What a segment would do, without doing it (``--dry-run``)."""
+    calculator = PcoordCalculator(before_set_up(config))
+    lines = plan(config)
+    guard.call(calculator.start_row, config.pcoord_timeout, "the start structure")
+    lines.append(f"columns:     {', '.join(calculator.column_labels())}")
+    return "\n".join(lines + plan_outputs(config))
+
+
+def plan(config, executable=None) -> list[str]:
+    """The lines of :func:`describe` up to the coordinates: engine command,
+    folder, environment, files, prepare commands, structures, rows."""
+    adapter = ADAPTERS[config.engine.name]
+    executable = executable or resolve_executable(adapter, config.engine,
+                                                  config.source)
     lines = [f"config:      {config.source}",
              "engine:      " + shlex.join(engine_command(
                  config, adapter, executable,
@@ -537,15 +562,20 @@ def describe(config) -> str:
     for f in config.files:
         lines.append(f"file:        {f.name} <- {f.source} ({f.mode})")
     for c in config.prepare:
-        lines.append(f"prepare:     {c}")
+        lines.append("prepare:     " + c.rstrip().replace("\n", "\n" + " " * 13))
     lines += [f"topology:    {config.topology}",
               f"start:       {config.start or config.topology} (row 0)",
-              f"rows:        {config.rows} (start + {config.rows - 1} frames every "
+              f"rows:        {config.rows} (row 0 from the start structure + "
+              f"{config.rows - 1} streamed frames, one every "
               f"{config.engine.frame_interval} steps)"]
     for spec in config.pcoords:
         lines.append(f"pcoord:      {spec.key}: {spec.type} {spec.options}")
-    guard.call(calculator.start_row, config.pcoord_timeout, "the start structure")
-    lines.append(f"columns:     {', '.join(calculator.column_labels())}")
+    return lines
+
+
+def plan_outputs(config) -> list[str]:
+    """The lines of :func:`describe` after the coordinates: what is written."""
+    lines = []
     for name, (specs, path) in config.aux.items():
         lines.append(f"aux:         {name} -> {path}")
     lines += [f"output:      {config.output}", f"log:         {config.log}"]
@@ -555,7 +585,7 @@ def describe(config) -> str:
     if config.trajectory:
         lines.append(f"trajectory:  every {config.trajectory.every} frame(s) -> "
                      f"{config.trajectory.path}")
-    return "\n".join(lines)
+    return lines
 
 
 def _watch(config, engine, reader, expected, progress, check_parent=None, port=None,

@@ -271,19 +271,75 @@ def test_the_engine_environment_keeps_one_openmp_thread_unless_told(sim, monkeyp
     assert env_for_engine(told, adapter)["OMP_NUM_THREADS"] == "4"
 
 
+#: Every key table of the config schema, with the prefix its keys have in a config.
+def _schema():
+    from streamrun import config
+
+    return (("", config.TOP_KEYS), ("engine.", config.ENGINE_KEYS),
+            ("stream.", config.STREAM_KEYS), ("files.<name>.", config.FILES_KEYS),
+            ("trajectory.", config.TRAJECTORY_KEYS),
+            ("get_pcoord.", config.GET_PCOORD_KEYS))
+
+
+def test_the_schema_tables_are_what_the_config_accepts(sim):
+    """The tables --help and the README are checked against are the ones the
+    config refuses unknown keys with: a key cannot be accepted yet undocumented."""
+    for key, tables in (("bogus", "TOP_KEYS"), ("engine__bogus", "ENGINE_KEYS"),
+                        ("stream__bogus", "STREAM_KEYS"),
+                        ("trajectory__bogus", "TRAJECTORY_KEYS"),
+                        ("get_pcoord__bogus", "GET_PCOORD_KEYS")):
+        _, message = error_of(sim(**{key: 1}))
+        import streamrun.config as config
+
+        allowed = message.split("Allowed: ", 1)[1].rstrip(".")
+        assert allowed.split(", ") == list(getattr(config, tables)), key
+
+
+def test_help_lists_every_config_key_and_coordinate():
+    """``streamrun run --help`` is generated from the schema: every key, every
+    engine adapter, every coordinate type and its options."""
+    from click.testing import CliRunner
+
+    from streamrun.cli import main
+    from streamrun.engines import ADAPTERS
+    from streamrun.pcoords import REGISTRY
+
+    for command in ("run", "segment"):
+        text = CliRunner().invoke(main, [command, "--help"]).output
+        missing = [f"{prefix}{key}" for prefix, keys in _schema() for key in keys
+                   if f"{prefix}{key} " not in text]
+        assert not missing, f"streamrun {command} --help lacks {missing}"
+        assert all(name in text for name in ADAPTERS)
+        for kind, cls in REGISTRY.items():
+            assert f"{kind} [{cls.units}]" in text
+            assert all(option in text for option in cls.options), kind
+    main_help = CliRunner().invoke(main, ["--help"]).output
+    assert "check" in main_help
+
+
 def test_the_readme_config_reference_lists_every_key():
     """``streamrun run --help`` prints the key tables of streamrun.config; the
-    README's table is written by hand and must name each of them."""
+    README's table is written by hand and must name each of them (a sub-key either
+    with its own row or in its parent's row)."""
     from pathlib import Path
 
-    from streamrun.config import ENGINE_KEYS, STREAM_KEYS, TOP_KEYS
+    from streamrun.engines import ADAPTERS
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = readme[readme.index("## Config reference"):readme.index("### Progress")]
-    missing = [key for prefix, keys in (("", TOP_KEYS), ("engine.", ENGINE_KEYS),
-                                        ("stream.", STREAM_KEYS))
-               for key in keys if f"`{prefix}{key}" not in table]
+    rows = {line.split("|")[1].strip().strip("`"): line
+            for line in table.splitlines() if line.startswith("| `")}
+    missing = []
+    for prefix, keys in _schema():
+        for key in keys:
+            parent = prefix.split(".")[0]
+            name = f"{prefix}{key}"
+            if name in rows or any(r.startswith(f"{name}.") for r in rows) or \
+                    (prefix and parent in rows and key in rows[parent]):
+                continue
+            missing.append(f"{prefix}{key}")
     assert not missing, f"README config reference lacks {missing}"
+    assert all(f"`{name}`" in rows["engine.name"] for name in ADAPTERS)
 
 
 def test_a_warm_worker_parses_its_topology_once_until_the_file_changes(sim, tmp_path):

@@ -401,12 +401,20 @@ def test_a_pcoord_len_that_disagrees_with_the_segment_is_reported_by_w_init(
     """streamrun checks west.cfg's pcoord_len against nsteps/frame_interval already
     in w_init's get_pcoord job (no engine started), reading it from a west.cfg with
     the tutorials' !!python/name:numpy.float32 tag. WESTPA 2022.16 only logs the
-    failed get_pcoord and stores NaN: the message is what the user sees."""
+    failed get_pcoord and stores NaN: the message is what the user sees. The
+    example's init.sh stops before w_init: `streamrun check` finds it first."""
     import h5py
 
     sim = copy_example(tmp_path, "westpa")
     edit(sim / "west.cfg", r"^( *)pcoord_len: 11\b", r"\1pcoord_len: 12")
-    rc, out = run(["./init.sh"], sim, sim_env(sim, westpa_path), "init.log")
+    env = sim_env(sim, westpa_path)
+    rc, out = run(["./init.sh"], sim, env, "init.log")
+    assert rc == 1, out
+    assert "pcoord_len is 12" in out and "problem(s)" in out, out
+    assert not (sim / "west.h5").exists()  # stopped before w_init
+    # w_init alone (as the init.sh of a user who skips check)
+    rc, out = run(["w_init", "--bstate-file", "bstates/bstates.txt"], sim, env,
+                  "w_init_alone.log")
     assert rc == 0, out  # WESTPA does not fail w_init for it
     assert "streamrun: error: config error" in out and "pcoord_len is 12" in out, out
     with h5py.File(sim / "west.h5", "r") as f:

@@ -11,6 +11,7 @@ they run and put back afterwards.
 
 from __future__ import annotations
 
+import re
 import warnings
 
 from ..errors import ConfigError, PcoordError
@@ -80,6 +81,16 @@ class PrepareContext:
             group = universe.select_atoms(selection)
         except Exception as e:  # SelectionError, ValueError, NoDataError, ...
             reason = str(e)
+            missing = re.search(r"has no attribute '(\w+)'", reason)
+            if isinstance(e, AttributeError) and missing:
+                # MDAnalysis 2.x: 'Topology' object has no attribute 'names'
+                raise self.error(
+                    f"selection {selection!r}: the topology "
+                    f"'{self._calc.config.topology}' has no atom "
+                    f"{missing.group(1)} (it has: {_attributes(universe)}); select "
+                    f"with what it has (a LAMMPS data file: 'type 3', 'index 0', "
+                    f"'resid 1' for molecule IDs), or give a topology with "
+                    f"{missing.group(1)}", option) from None
             if "NoDataError" in type(e).__name__ or "has no" in reason:
                 hint = (f"the topology lacks what it refers to ({reason}); select "
                         f"with what the topology has (e.g. type, index, resid)")
@@ -100,6 +111,13 @@ class PrepareContext:
         fmt = getattr(self.coordinate, format_option, None) if format_option else None
         return self._calc.reference_universe(path, fmt, self.coordinate.key + "."
                                              + option)
+
+
+def _attributes(universe) -> str:
+    """The per-atom attributes a topology gave (names, types, masses, ...)."""
+    names = sorted({a.attrname for a in universe._topology.read_attributes}
+                   - {"indices", "resindices", "segindices"})
+    return ", ".join(names) or "nothing but positions"
 
 
 class PcoordCalculator:
