@@ -601,3 +601,63 @@ def _check_basis_state(where, system, state, environ, sim_root, scratch, overrid
 
 def _values(row) -> str:
     return " ".join(f"{v:.6g}" for v in row)
+
+
+def check_results(h5_path, logs=()) -> Report:
+    """After ``w_init`` or ``w_run``: what WESTPA reported only in passing.
+
+    ``w_init`` stores a failed get_pcoord as a NaN pcoord and ``w_run`` goes on
+    after failed segments, both with exit code 0. Problems: a NaN pcoord in the
+    basis/initial states or a finished iteration, a segment marked failed, and an
+    error line in a WESTPA output log given in ``logs``.
+
+    Parameters
+    ----------
+    h5_path : path-like
+        WESTPA's data file (``west_data_file``, usually west.h5).
+    logs : iterable of path-like
+        Output of w_init/w_run (e.g. captured with ``tee``).
+    """
+    import h5py
+    import numpy as np
+
+    report = Report()
+    h5_path = Path(h5_path)
+    try:
+        f = h5py.File(h5_path, "r")
+    except OSError as e:
+        report.problem(f"{h5_path}: cannot read it as WESTPA's HDF5 file ({e}); "
+                       f"run w_init first")
+        return report
+    failed = 3  # westpa.core.segment.Segment.SEG_STATUS_FAILED (WESTPA 2022)
+    with f:
+        current = int(f.attrs.get("west_current_iteration", 1))
+        groups = ["ibstates/0/bstate_pcoord", "ibstates/0/istate_pcoord"] + [
+            f"iterations/iter_{n:08d}/pcoord" for n in range(1, current)]
+        for name in groups:
+            if name in f and np.isnan(f[name][...]).any():
+                report.problem(f"{h5_path}: NaN pcoord in {name}; WESTPA stores one "
+                               f"when the propagator or get_pcoord fails (see the "
+                               f"seg_logs and the w_init/w_run output)")
+        for n in range(1, current + 1):
+            index = f.get(f"iterations/iter_{n:08d}/seg_index")
+            if index is not None:
+                bad = np.flatnonzero(index["status"][...] == failed)
+                if bad.size:
+                    report.problem(f"{h5_path}: iteration {n}: {bad.size} failed "
+                                   f"segment(s) ({', '.join(map(str, bad[:5]))}"
+                                   f"{', ...' if bad.size > 5 else ''}); their "
+                                   f"seg_logs say why")
+        report.say(f"{h5_path}: {current - 1} finished iteration(s) checked")
+    for log in map(Path, logs):
+        try:
+            text = log.read_text(errors="replace")
+        except OSError as e:
+            report.problem(f"{log}: cannot read it ({e.strerror})")
+            continue
+        for line in text.splitlines():
+            if "ERROR" in line or "streamrun: error" in line or \
+                    "propagation failed" in line:
+                report.problem(f"{log}: {line.strip()}")
+                break
+    return report

@@ -300,8 +300,14 @@ def segment(config_path, overrides, dry_run):
 @click.option("--bstate-file", type=click.Path(dir_okay=False),
               help="Basis-state file, as given to w_init [default: "
                    "bstates/bstates.txt next to west.cfg].")
+@click.option("--results", type=click.Path(dir_okay=False), metavar="WEST_H5",
+              help="Check what w_init/w_run left instead (they exit 0 after "
+                   "failures): NaN pcoords and failed segments in WEST_H5.")
+@click.option("--log", "logs", multiple=True, type=click.Path(dir_okay=False),
+              help="With --results: w_init/w_run output to scan for errors "
+                   "(repeatable).")
 @SET_OPTION
-def check_command(file, bstate_file, overrides):
+def check_command(file, bstate_file, results, logs, overrides):
     """Check a simulation without running MD: west.cfg, the streamrun config,
     files, engine input, selections, plugins, and each basis state's pcoord.
 
@@ -310,14 +316,17 @@ def check_command(file, bstate_file, overrides):
     values (a new trajectory of iteration 1 from the first basis state). Prints
     what a segment would do and every problem found; exit code 1 if there is any.
     Run it before w_init: WESTPA reports a failed get_pcoord only as a NaN pcoord.
+    After w_init and w_run, ``--results west.h5 --log w_run.log`` fails on what
+    they report only in passing.
     """
-    _guarded(_check, file, bstate_file, list(overrides))
+    _guarded(_check, file, bstate_file, list(overrides), results, logs)
 
 
-def _check(file, bstate_file, overrides):
-    from .check import check
+def _check(file, bstate_file, overrides, results=None, logs=()):
+    from .check import check, check_results
 
-    report = check(file, bstate_file=bstate_file, overrides=overrides)
+    report = (check_results(results, logs) if results else
+              check(file, bstate_file=bstate_file, overrides=overrides))
     click.echo(report.text())
     if report.problems:
         sys.exit(1)

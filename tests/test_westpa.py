@@ -337,8 +337,10 @@ def test_a_failing_engine_fails_its_segments_in_westpa(
     init(sim, env)  # get_pcoord does not start the engine: it still works
 
     t0 = time.monotonic()
-    _, out = run(["./run.sh", "--n-workers", "4"], sim, env, "run.log")
+    rc, out = run(["./run.sh", "--n-workers", "4"], sim, env, "run.log")
     assert time.monotonic() - t0 < 60, "a failing segment should fail fast"
+    # w_run exits 0; run.sh's streamrun check --results does not
+    assert rc == 1 and "iteration 1: " in out and "failed segment(s)" in out, out
 
     import h5py
     from westpa.core.segment import Segment
