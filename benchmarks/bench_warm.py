@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_westpa import engine_input, make_sims
+from bench_westpa import engine_input, make_sims, reset
 from common import (bench_env, check, column, failure_note, failures, interleave,
                     lmp_segment_cmd, load_note, med, paired_ratios, spread, table,
                     timed_run, verdict)
@@ -127,6 +127,7 @@ def run(args, work, say):
     every = args.every
     pairs = args.repeats or (3 if args.quick else 9)
     sim = make_sims(work, 1, 1, nsteps, every, names=("w",))[0]["w"]
+    reset(sim)  # traj_segs, seg_logs, istates
     alone_in = sim.parent / "alone.in"
     alone_in.write_text(engine_input((sim.parent / "nacl.in").read_text()))
     spec = {"sim": str(sim), "alone_in": str(alone_in), "nsteps": nsteps,
