@@ -1,8 +1,8 @@
 """Benchmark 6 - the warm path: a segment inside a WESTPA worker vs the engine alone.
 
 One Python process stands in for a WESTPA worker: it runs the example segment
-(example_sims/nacl_lammps with its westpa/ config: 917 atoms, 500 steps, a frame
-every 10) again and again through ``streamrun.propagator.run_in_worker``, the call
+(917 atoms; the streamrun: section of example_sims/nacl_lammps/westpa/west.cfg with
+500 steps, a frame every 10) again and again through ``streamrun.propagator.run_in_worker``, the call
 ``StreamrunPropagator`` makes for each segment, with the ``WEST_*`` environment
 ``ExecutablePropagator`` builds for a segment started from the basis state. Its
 first segment pays the imports and the topology and is not counted. After it,
