@@ -30,12 +30,15 @@ def forcefield():
     return app.ForceField("amber14-all.xml", "amber14/tip3p.xml")
 
 
-def system(topology):
-    """PME, 0.8 nm cut-off, H bonds constrained (rigid water), Monte Carlo barostat."""
+def system(topology, seed=0):
+    """PME, 0.8 nm cut-off, H bonds constrained (rigid water), Monte Carlo barostat
+    (random seed ``seed``; 0 lets OpenMM pick one)."""
     s = forcefield().createSystem(topology, nonbondedMethod=app.PME,
                                   nonbondedCutoff=0.8 * unit.nanometer,
                                   constraints=app.HBonds, rigidWater=True)
-    s.addForce(openmm.MonteCarloBarostat(PRESSURE, TEMPERATURE, 25))
+    barostat = openmm.MonteCarloBarostat(PRESSURE, TEMPERATURE, 25)
+    barostat.setRandomNumberSeed(seed)
+    s.addForce(barostat)
     return s
 
 

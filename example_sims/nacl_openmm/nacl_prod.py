@@ -6,7 +6,8 @@ frame interval, and the engine.variables of its config:
 
 - ``start``: the state to start from (an OpenMM state XML: the parent segment's
   ``seg.xml`` or the basis state ``start.xml``);
-- ``seed``: the Langevin integrator's random seed (different per segment);
+- ``seed``: the random seed of the Langevin integrator and the barostat
+  (different per segment);
 - ``dcd`` (optional): also write a DCD at the streamed steps (for checking).
 
 It writes ``seg.xml``, the final state, which the next segment starts from.
@@ -25,10 +26,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import build  # noqa: E402  (the force field and settings of the example)
 
+seed = int(streamrun.openmm.variable("seed", "1"))
 pdb = app.PDBFile(str(HERE / "topology.pdb"))
-simulation = app.Simulation(pdb.topology, build.system(pdb.topology),
-                            build.integrator(int(streamrun.openmm.variable("seed", "1"))),
-                            build.cpu(), {"Threads": "1"})
+simulation = app.Simulation(pdb.topology, build.system(pdb.topology, seed),
+                            build.integrator(seed), build.cpu(), {"Threads": "1"})
 simulation.loadState(streamrun.openmm.variable("start", str(HERE / "start.xml")))
 
 simulation.reporters.append(streamrun.openmm.reporter())   # <- the one line

@@ -96,15 +96,15 @@ class OpenMMAdapter(EngineAdapter):
                               key="engine.input") from None
         missing = []
         if not _calls(tree, "reporter"):
-            missing.append("simulation.reporters.append(streamrun.openmm.reporter())"
-                           "  # streams the frames")
+            missing.append("'simulation.reporters.append(streamrun.openmm.reporter())'"
+                           " (streams the frames)")
         if not _calls(tree, "nsteps"):
-            missing.append("simulation.step(streamrun.openmm.nsteps())"
-                           "  # runs engine.nsteps steps")
+            missing.append("'simulation.step(streamrun.openmm.nsteps())' (runs "
+                           "engine.nsteps steps)")
         if missing:
             raise ConfigError(
-                f"{engine.input} does not stream to streamrun; add (after "
-                f"'import streamrun.openmm'):\n  " + "\n  ".join(missing),
+                f"{engine.input} does not stream to streamrun; add "
+                + " and ".join(missing) + " after 'import streamrun.openmm'",
                 source=source, key="engine.input")
         for name in engine.variables:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
