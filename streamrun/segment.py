@@ -495,13 +495,12 @@ def _calculator(config):
     return calculator, row0
 
 
-def _engine_start_format(config, adapter, start=None):
+def _engine_start_format(config, adapter):
     """``config`` with ``start_format`` set when the start structure is in the
     engine's own format, which MDAnalysis cannot guess (an OpenMM state XML)."""
-    start = config.start if start is None else start
-    if config.start_format or start is None:
+    if config.start_format or config.start is None:
         return config
-    fmt = adapter.structure_format(start)
+    fmt = adapter.structure_format(config.start)
     return dataclasses.replace(config, start_format=fmt) if fmt else config
 
 

@@ -270,3 +270,52 @@ def test_forces_pushed_by_a_client_are_never_applied(openmm, nacl_openmm, tmp_pa
     # the CPU platform is not bitwise reproducible (1e-5 Å after 100 steps here);
     # the pushed forces would have moved the ions by nanometres
     np.testing.assert_allclose(runs[0], runs[1], atol=1e-3, rtol=0)
+
+
+# ------------------------------------------------------------------------ WESTPA
+
+@pytest.fixture
+def westpa_bin():
+    """Folder of w_init/w_run/streamrun next to the running Python; skips (fails
+    when STREAMRUN_REQUIRE_ENGINES names westpa) without WESTPA."""
+    from pathlib import Path
+
+    bindir = Path(sys.executable).parent
+    missing = [t for t in ("w_init", "w_run", "streamrun") if not (bindir / t).exists()]
+    try:
+        import h5py  # noqa: F401
+    except ImportError:
+        missing.append("h5py")
+    if missing:
+        message = f"WESTPA not installed next to {sys.executable}: {missing} missing"
+        if "westpa" in os.environ.get("STREAMRUN_REQUIRE_ENGINES", "").split(","):
+            pytest.fail(message + "; STREAMRUN_REQUIRE_ENGINES requires it")
+        pytest.skip(message)
+    return bindir
+
+
+def test_the_westpa_example_runs_openmm_segments_with_streamrun_as_propagator(
+        openmm, westpa_bin, nacl_openmm, no_engine_left):
+    import h5py
+
+    sim = nacl_openmm / "westpa"
+    cfg = sim / "west.cfg"
+    cfg.write_text(cfg.read_text().replace("max_total_iterations: 3",
+                                           "max_total_iterations: 2"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEST_")}
+    env.update(PATH=f"{westpa_bin}{os.pathsep}{env.get('PATH', '')}",
+               WEST_SIM_ROOT=str(sim))
+    for script in ("./init.sh", "./run.sh"):
+        proc = subprocess.run([script], cwd=sim, env=env, capture_output=True,
+                              text=True, timeout=240)
+        assert proc.returncode == 0 and "ERROR" not in proc.stdout + proc.stderr, \
+            proc.stdout + proc.stderr
+    with h5py.File(sim / "west.h5", "r") as f:
+        bstate = f["ibstates/0/bstate_pcoord"][0]
+        it1, it2 = (f[f"iterations/iter_{n:08d}"] for n in (1, 2))
+        pc1, pc2 = it1["pcoord"][:], it2["pcoord"][:]
+        parents = it2["seg_index"]["parent_id"]
+    assert pc1.shape[1:] == pc2.shape[1:] == (11, 1)
+    assert np.all(np.isfinite(pc1)) and np.all(np.isfinite(pc2))
+    np.testing.assert_allclose(pc1[:, 0, 0], bstate[0], atol=1e-3)
+    np.testing.assert_allclose(pc2[:, 0, 0], pc1[parents, -1, 0], atol=1e-3)
