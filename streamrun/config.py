@@ -28,8 +28,9 @@ from .errors import ConfigError
 
 #: Keys allowed at each level, with a one-line meaning (also used by ``--help``).
 ENGINE_KEYS = {
-    "name": "engine adapter: lammps (default), gromacs or namd",
-    "input": "engine input file (LAMMPS: the -in script)",
+    "name": "engine adapter: lammps (default), gromacs, namd or openmm",
+    "input": "engine input file (LAMMPS: the -in script; OpenMM: your Python "
+    "script)",
     "executable": "engine program; default: the adapter's (lmp), searched next to "
     "Python and on PATH",
     "args": "extra command-line arguments for the engine",

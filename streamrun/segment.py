@@ -489,8 +489,8 @@ def _calculator(config):
         except InputFileError as e:
             raise ConfigError(f"'{config.start}' {e}; give a regular file",
                               source=config.source, key="start") from None
-    calculator = PcoordCalculator(config)
     adapter = ADAPTERS[config.engine.name]
+    calculator = PcoordCalculator(_engine_start_format(config, adapter))
     calculator.set_time_units(adapter.timestep_ps(config.engine),
                               adapter.stream_time_to_ps(config.engine))
     row0 = guard.call(calculator.start_row, config.pcoord_timeout,
@@ -503,6 +503,15 @@ def _calculator(config):
                           f"pcoord_ndim is {ndim} in {config.system.source}",
                           source=config.source, key="pcoord")
     return calculator, row0
+
+
+def _engine_start_format(config, adapter):
+    """``config`` with ``start_format`` set when the start structure is in the
+    engine's own format, which MDAnalysis cannot guess (an OpenMM state XML)."""
+    if config.start_format or config.start is None:
+        return config
+    fmt = adapter.structure_format(config.start)
+    return dataclasses.replace(config, start_format=fmt) if fmt else config
 
 
 def _write_datasets(config, calculator, rows):
@@ -532,7 +541,8 @@ def before_set_up(config):
     for f in config.files:
         if start is not None and start == config.engine.workdir / f.name:
             start = f.source
-    return dataclasses.replace(config, start=start)
+    return _engine_start_format(dataclasses.replace(config, start=start),
+                                ADAPTERS[config.engine.name])
 
 
 def describe(config) -> str:

@@ -85,7 +85,7 @@ def test_minimum_image_is_used_for_the_start_row(sim):
     ({"engine__nsteps": 105}, "engine.nsteps", "multiple of frame_interval"),
     ({"engine__frame_interval": 0}, "engine.frame_interval", ">= 1"),
     ({"engine__input": "missing.in"}, "engine.input", "does not exist"),
-    ({"engine__name": "openmm"}, "engine.name", "unknown engine"),
+    ({"engine__name": "amber"}, "engine.name", "unknown engine"),
     ({"engine__executable": "/no/such/lmp"}, "engine.executable", "not found"),
     ({"topology": None}, "topology", "required"),
     ({"topology": "nope.pdb"}, "topology", "does not exist"),
