@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from common import (EXAMPLE, HERE, bench_env, check, column, failure_note, failures,
+from common import (EXAMPLE, bench_env, check, column, failure_note, failures,
                     interleave, lmp, load_note, med, spread, streamrun_cmd, table,
                     timed_run, verdict)
 
@@ -123,17 +123,13 @@ def run(args, work, say):
     runs = work / "runs"
     runs.mkdir()
 
-    def timed(i, tag="", patches=None):
+    def timed(i, tag=""):
         seg = runs / f"timed{tag}_{i}"
         stamps = runs / f"stamps{tag}_{i}.txt"
         env = bench_env(STREAMRUN_BENCH_STAMPS=stamps)
-        cmd = streamrun_cmd()
-        if patches is not None:  # streamrun with proposed changes (proposals.py)
-            env["STREAMRUN_BENCH_PATCHES"] = patches
-            cmd = [sys.executable, str(HERE / "proposals.py")]
         t_start = time.time()
-        t = check(timed_run([*cmd, "run", "-c", str(timed_cfg), "-w", str(seg)],
-                            runs, env=env), f"streamrun (timed{tag})",
+        t = check(timed_run([*streamrun_cmd(), "run", "-c", str(timed_cfg), "-w",
+                             str(seg)], runs, env=env), f"streamrun (timed{tag})",
                   seg / "streamrun-engine.log")
         t_exit = time.time()
         s = {name: float(v) for v, name in
@@ -175,13 +171,7 @@ def run(args, work, say):
     say("warm-up (not counted)")
     timed(0, tag="warm")
     plain(0, tag="warm")
-    variants = {"timed": timed, "plain": plain}
-    if args.proposals:
-        for patches in ("", "no_ipython", "overlap", "fast_exit", "all"):
-            name = f"proposed[{patches or 'none'}]"
-            variants[name] = (lambda p, n: lambda i: timed(i, tag=n, patches=p))(
-                patches, name.replace("[", "_").replace("]", ""))
-    res = interleave(variants, repeats, say)
+    res = interleave({"timed": timed, "plain": plain}, repeats, say)
 
     # import time: the cli module alone, then everything a real run imports
     say("import time: python -X importtime -c 'import streamrun.cli' (5x), "
@@ -263,27 +253,6 @@ def run(args, work, say):
              f"files: {extra:.0f} B. New port lock files per segment: "
              f"{d['new_port_lock_files_per_segment']:.0f} (empty; {d['port_lock_files_now']} "
              f"now in {lock_dir}).")
-    if args.proposals:
-        prop_rows, out["proposals"] = [], {}
-        for name in [n for n in res if n.startswith("proposed[")]:
-            e = {k: med(column(res[name], k)) for k in keys + ["wall"]}
-            e["runs"] = res[name]
-            out["proposals"][name] = e
-            for k in ("wall", "start_to_first_frame", "last_frame_to_exit"):
-                e[f"{k}_vs_none_paired"] = med([x - y for x, y in zip(
-                    column(res[name], k), column(res["proposed[none]"], k))
-                    if None not in (x, y)])
-            prop_rows.append([name] + [f"{e[k]:.3f}" for k in
-                                       ("start_to_launch", "start_to_first_frame",
-                                        "last_frame_to_exit", "wall")]
-                             + [f"{e['start_to_first_frame_vs_none_paired']:+.3f}",
-                                f"{e['last_frame_to_exit_vs_none_paired']:+.3f}",
-                                f"{e['wall_vs_none_paired']:+.3f}"])
-        text += "\n\nproposed changes (benchmarks/proposals.py; medians, s):\n" + table(
-            prop_rows, ["variant", "start->launch", "start->1st frame", "last->exit",
-                        "wall", "d(start->1st)", "d(last->exit)", "d(wall)"])
-        text += ("\nd(...) = paired median difference to proposed[none] (the same "
-                 "launcher, no patch); negative = faster.")
     text += f"\n{load_note(res)}\n{out['result']['verdict']}"
     out["failures"] = failures(res)
     text += failure_note(res)

@@ -29,7 +29,7 @@ import sys
 import numpy as np
 import yaml
 
-from common import (HERE, bench_env, build_water, check, column, failure_note, failures,
+from common import (HERE, build_water, check, column, failure_note, failures,
                     interleave, lmp_segment_cmd, load_note, loop_time, med, paired_ratios,
                     parse_summary, spread, streamrun_cmd, table, timed_run, verdict,
                     water_segment)
@@ -119,15 +119,11 @@ def run(args, work, say):
                     "traj_bytes": float((folder / "traj.dcd").stat().st_size)}
         return go
 
-    def streamed(name, patches=None):
+    def streamed(name):
         def go(i):
-            folder = runs / f"b_{name}{'_p' if patches else ''}_{i}"
-            cmd, env = streamrun_cmd(), bench_env()
-            if patches is not None:  # streamrun with the proposed changes
-                cmd = [sys.executable, str(HERE / "proposals.py")]
-                env["STREAMRUN_BENCH_PATCHES"] = patches
-            t = check(timed_run([*cmd, "run", "-c", str(configs[name]), "-w",
-                                 str(folder)], runs, env=env), f"streamrun ({name})",
+            folder = runs / f"b_{name}_{i}"
+            t = check(timed_run([*streamrun_cmd(), "run", "-c", str(configs[name]),
+                                 "-w", str(folder)], runs), f"streamrun ({name})",
                       folder / "streamrun-engine.log")
             s = parse_summary(t.stderr)
             return {"wall": t.wall, "cpu": t.cpu,
@@ -138,9 +134,6 @@ def run(args, work, say):
 
     variants = {"c_alpha1": classic("alpha1"), "b_alpha1": streamed("alpha1"),
                 "c_alpha0": classic("alpha0"), "b_alpha0": streamed("alpha0")}
-    if args.proposals:
-        variants["p_alpha1"] = streamed("alpha1", "all")
-        variants["p_alpha0"] = streamed("alpha0", "all")
     res = interleave(variants, repeats, say)
 
     # the two ways must give the same pcoords
@@ -189,19 +182,6 @@ def run(args, work, say):
                      f"{entry['c_posthoc_median']:.2f}",
                      f"{entry['b_compute_median']:.2f}",
                      f"{entry['c_over_b_median']:.3f}", f"{ideal:.2f}"])
-    if args.proposals:
-        for name in pcoords:
-            c, p = res[f"c_{name}"], res[f"p_{name}"]
-            e = {"p_wall_median": med(column(p, "wall")),
-                 "c_over_p_median": med(paired_ratios(column(c, "wall"),
-                                                      column(p, "wall"))),
-                 "runs": p}
-            out["alphas"][name]["proposals"] = e
-            rows.append([name.replace("alpha", "alpha~") + " p", "",
-                         f"{med(column(c, 'wall')):.2f}",
-                         f"{e['p_wall_median']:.2f}", "", "",
-                         f"{med(column(p, 'compute')):.2f}",
-                         f"{e['c_over_p_median']:.3f}", ""])
     r1 = out["alphas"]["alpha1"]["c_over_b_median"]
     out["result"] = {"c_over_b_alpha1": r1,
                      "c_over_b_alpha0": out["alphas"]["alpha0"]["c_over_b_median"],
@@ -210,8 +190,7 @@ def run(args, work, say):
                         "c post-hoc s", "b pcoord s", "c/b (paired median)", "ideal"])
     text += (f"\n\n{natoms} atoms, {nsteps} steps, {nsteps // every} frames, {repeats} "
              f"repeats; group a = {k} atoms. c = runseg.sh way (DCD + post-hoc python), "
-             f"b = streamrun{', p = streamrun + proposals.py (all)' if args.proposals else ''}"
-             f". Max |c - b| pcoord difference: {diffs}.\n"
+             f"b = streamrun. Max |c - b| pcoord difference: {diffs}.\n"
              f"{load_note(res)}\n"
              f"c/b at alpha~1 = {r1:.3f}: {out['result']['verdict']}")
     out["failures"] = failures(res)

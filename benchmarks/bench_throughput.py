@@ -24,7 +24,7 @@ import sys
 import numpy as np
 import yaml
 
-from common import (HERE, bench_env, check, column, failure_note, failures, interleave,
+from common import (HERE, check, column, failure_note, failures, interleave,
                     load_note, med, paired_ratios, parse_summary, spread,
                     streamrun_cmd, table, timed_run, verdict)
 
@@ -81,13 +81,10 @@ def run(args, work, say):
     runs = work / "runs"
     runs.mkdir()
 
-    def consumer(mode, fields, min_frames=0, patches=""):
+    def consumer(mode, fields):
         def go(i):
             t = check(timed_run([sys.executable, str(HERE / "consume.py"), mode,
-                                 str(configs[fields])], work,
-                                env=bench_env(STREAMRUN_BENCH_MIN_FRAMES=min_frames,
-                                              STREAMRUN_BENCH_PATCHES=patches)),
-                      f"consumer {mode}")
+                                 str(configs[fields])], work), f"consumer {mode}")
             r = json.loads(t.stdout.strip().splitlines()[-1])
             if r["error"]:
                 raise RuntimeError(f"consumer {mode}: {r['error']}")
@@ -100,15 +97,11 @@ def run(args, work, say):
                     "engine_cpu_ms_per_frame": r["engine_cpu"] / r["frames"] * 1e3}
         return go
 
-    def cli(fields, patches=None):
+    def cli(fields):
         def go(i):
-            folder = runs / f"cli_{fields}_{patches}_{i}"
-            cmd, env = streamrun_cmd(), bench_env()
-            if patches is not None:
-                cmd = [sys.executable, str(HERE / "proposals.py")]
-                env["STREAMRUN_BENCH_PATCHES"] = patches
-            t = check(timed_run([*cmd, "run", "-c", str(configs[fields]),
-                                 "-w", str(folder)], work, env=env),
+            folder = runs / f"cli_{fields}_{i}"
+            t = check(timed_run([*streamrun_cmd(), "run", "-c", str(configs[fields]),
+                                 "-w", str(folder)], work),
                       "streamrun (fake engine)", folder / "streamrun-engine.log")
             s = parse_summary(t.stderr)
             rate = frames / s["stream"]
@@ -123,13 +116,6 @@ def run(args, work, say):
     if not args.quick:
         variants.update({"raw_x": consumer("raw", "x"), "reader_x": consumer("reader", "x"),
                          "cli_x": cli("x")})
-    if args.proposals:
-        # proposals.py patches (see benchmarks/README.md), and an imdclient buffer
-        # with room for >= 8 frames (streamrun's rule gives 2 here)
-        variants.update({"reader_lean": consumer("reader", "xvf", patches="lean_frame"),
-                         "cli_lean": cli("xvf", "lean_frame,lean_watch"),
-                         "raw_buf8": consumer("raw", "xvf", 8),
-                         "reader_buf8": consumer("reader", "xvf", 8)})
     res = interleave(variants, repeats, say)
 
     out = {"benchmark": "throughput", "target": f"streamrun/raw >= {TARGET} (frames/s)",
@@ -137,7 +123,7 @@ def run(args, work, say):
            "bytes_per_frame": bytes_per_frame, "variants": {}}
     rows = []
     for name, results in res.items():
-        raw = {"x": "raw_x"}.get(name.rpartition("_")[2], "raw")
+        raw = "raw_x" if name.endswith("_x") else "raw"
         fps = column(results, "fps")
         ratios = paired_ratios(fps, column(res[raw], "fps"))
         cpf = column(results, "cpu_ms_per_frame")

@@ -92,14 +92,20 @@ MINIMAL_WEST_CFG = {
 }
 
 
-def classic_input(nacl_in: str) -> str:
-    """nacl.in without its fix imd line, with a DCD dump of unwrapped coordinates."""
-    text, n = re.subn(r"^fix\s+\S+\s+all\s+imd\s.*$",
-                      "dump traj all dcd ${streamrun_every} seg.dcd\n"
-                      "dump_modify traj unwrap yes", nacl_in, count=1, flags=re.M)
+def engine_input(nacl_in: str, output: str = "") -> str:
+    """nacl.in with its fix imd line replaced by ``output`` (nothing: the engine
+    alone)."""
+    text, n = re.subn(r"^fix\s+\S+\s+all\s+imd\s.*$", output, nacl_in, count=1,
+                      flags=re.M)
     if n != 1:
         raise RuntimeError("no fix imd line found in nacl.in")
     return text
+
+
+def classic_input(nacl_in: str) -> str:
+    """nacl.in without its fix imd line, with a DCD dump of unwrapped coordinates."""
+    return engine_input(nacl_in, "dump traj all dcd ${streamrun_every} seg.dcd\n"
+                                 "dump_modify traj unwrap yes")
 
 
 def edit(text: str, pattern: str, replacement: str) -> str:
@@ -109,7 +115,8 @@ def edit(text: str, pattern: str, replacement: str) -> str:
     return out
 
 
-def make_sims(work: Path, walkers: int, iterations: int, nsteps: int, every: int):
+def make_sims(work: Path, walkers: int, iterations: int, nsteps: int, every: int,
+              names=("s", "c", "w")):
     root = work / "nacl_lammps"
     root.mkdir()
     shutil.copy2(EXAMPLE / "nacl.in", root / "nacl.in")
@@ -131,7 +138,7 @@ def make_sims(work: Path, walkers: int, iterations: int, nsteps: int, every: int
     text = edit(text, r"^(\s+frame_interval:)\s*\d+", rf"\g<1> {every}")
 
     sims = {}
-    for name in ("s", "c", "w"):
+    for name in names:
         sim = root / f"sim_{name}"
         (sim / "bstates").mkdir(parents=True)
         shutil.copy2(EXAMPLE / "start.data", sim / "bstates" / "start.data")

@@ -54,23 +54,9 @@ def start_engine(config, port):
 
 
 def main(mode, config_path):
-    import os
-
     from streamrun.config import load
-    from streamrun.segment import _buffer_bytes as streamrun_buffer
+    from streamrun.segment import _buffer_bytes
 
-    def _buffer_bytes(config, n_atoms, expected):
-        # STREAMRUN_BENCH_MIN_FRAMES: proposal - room for at least N frames
-        size = streamrun_buffer(config, n_atoms, expected)
-        frames = int(os.environ.get("STREAMRUN_BENCH_MIN_FRAMES", "0"))
-        return max(size, min(frames, expected + 1) * (36 * n_atoms + 256))
-
-    if os.environ.get("STREAMRUN_BENCH_PATCHES"):
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import proposals
-
-        names = os.environ["STREAMRUN_BENCH_PATCHES"].split(",")
-        proposals.apply(proposals.PATCHES if names == ["all"] else names)
     config = load(Path(config_path))
     interval = config.engine.frame_interval
     expected = config.engine.nsteps // interval

@@ -6,7 +6,9 @@
     python benchmarks/run.py throughput   # 3. consumer frames/s and GB/s vs raw imdclient
     python benchmarks/run.py fixed        # 4. fixed overhead per segment, bytes written
     python benchmarks/run.py westpa       # 5. WESTPA segments/minute, 2 workers
-    python benchmarks/run.py all          # all five, one after the other
+    python benchmarks/run.py warm         # 6. warm-path segment in a worker vs the
+                                          #    engine alone
+    python benchmarks/run.py all          # all six, one after the other
     python benchmarks/run.py backpressure # extra: 100k-atom stream, pcoord slower
                                           # than the engine (imdclient pauses)
     python benchmarks/run.py pcoords      # per-frame cost of each built-in coordinate
@@ -38,6 +40,7 @@ BENCHMARKS = {
     "throughput": "bench_throughput",
     "fixed": "bench_fixed",
     "westpa": "bench_westpa",
+    "warm": "bench_warm",
     "backpressure": "bench_backpressure",   # extras: not among the five targets
     "pcoords": "bench_pcoords",             # per-coordinate cost; issue 9's target
 }
@@ -49,7 +52,7 @@ def main(argv=None):
     p.add_argument("benchmark", choices=[*BENCHMARKS, "all"])
     p.add_argument("--quick", action="store_true",
                    help="shorter segments and fewer repeats (a smoke test)")
-    p.add_argument("--repeats", type=int, help="repeats of each variant")
+    p.add_argument("--repeats", type=int, help="repeats of each variant (warm: pairs)")
     p.add_argument("--json", metavar="FILE", help="also write the JSON result here")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
     p.add_argument("--workdir", help="folder for the runs (default: a new temp folder)")
@@ -61,9 +64,6 @@ def main(argv=None):
     p.add_argument("--nsteps", type=int, help="MD steps per segment")
     p.add_argument("--positions-only", action="store_true",
                    help="overhead: also run b_x, streaming positions only")
-    p.add_argument("--proposals", action="store_true",
-                   help="fixed, westpa: also run streamrun with the proposed changes "
-                        "(benchmarks/proposals.py)")
     p.add_argument("--every", type=int, default=10, help="steps between frames [10]")
     p.add_argument("--atoms", type=int, default=100_000,
                    help="throughput: atoms in the stream [100000]")

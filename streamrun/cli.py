@@ -70,7 +70,8 @@ def _say(message):
     click.echo(f"streamrun: {message}", err=True)
 
 
-def _load(config_path, overrides, output=None, workdir=None, mode="segment"):
+def _load(config_path, overrides, output=None, workdir=None, mode="segment",
+          environ=None):
     from .config import load
 
     if workdir:
@@ -83,17 +84,19 @@ def _load(config_path, overrides, output=None, workdir=None, mode="segment"):
         raise ConfigError("no config: pass --config FILE, set STREAMRUN_CONFIG, or run "
                           "under WESTPA (WEST_SIM_ROOT/west.cfg with a streamrun: "
                           "section)")
-    return load(config_path, overrides, mode=mode)
+    return load(config_path, overrides, mode=mode, environ=environ)
 
 
 def _run(config_path, overrides, output=None, quiet=False, workdir=None,
-         dry_run=False, warm=False):
+         dry_run=False, warm=False, stand_ins=False):
     from .segment import describe, process_age, run_segment
 
-    config = _load(config_path, overrides, output, workdir)
     if dry_run:
+        environ = _dry_run_environ(config_path) if stand_ins else None
+        config = _load(config_path, overrides, output, workdir, environ=environ)
         click.echo(describe(config))
         return None
+    config = _load(config_path, overrides, output, workdir)
     bar = None
     show_bar = not quiet and sys.stderr.isatty()
 
@@ -117,6 +120,38 @@ def _run(config_path, overrides, output=None, quiet=False, workdir=None,
     if not quiet:
         _say(result.summary())
     return result
+
+
+def _dry_run_environ(config_path):
+    """``os.environ`` with stand-ins for the ``WEST_*`` variables a segment needs
+    and WESTPA did not set (a new trajectory from the first basis state), each
+    named on stderr, so that ``segment --dry-run`` works outside WESTPA."""
+    import tempfile
+
+    from . import check
+
+    environ = dict(os.environ)
+    if environ.get("WEST_CURRENT_SEG_ID"):
+        return environ  # inside WESTPA (or a runseg.sh): the real values
+    sim_root = Path(environ["WEST_SIM_ROOT"]) if environ.get("WEST_SIM_ROOT") \
+        else None
+    west, parent = None, None
+    if sim_root is None and config_path is not None:
+        sim_root = Path(config_path).resolve().parent
+    if sim_root is not None and (sim_root / "west.cfg").is_file():
+        try:
+            where = check.locate(sim_root / "west.cfg", environ)
+            west = where.west
+            states = check._basis_states(where, sim_root, None, check.Report())
+            parent = states[0].data_ref if states else None
+        except StreamrunError:
+            pass
+    scratch = Path(tempfile.mkdtemp(prefix="streamrun-dry-run-"))
+    stood = check.segment_environ(environ, sim_root, scratch, parent, west)
+    added = sorted(k for k in stood if k.startswith("WEST_") and k not in environ)
+    _say(f"dry run outside WESTPA: stand-ins for {', '.join(added)} (a new "
+         f"trajectory of iteration 1; returns in {scratch})")
+    return stood
 
 
 def _point(config_path, overrides, output=None, quiet=False):
@@ -257,7 +292,44 @@ def segment(config_path, overrides, dry_run):
     folder (for a runseg.sh wrapper; the same as starting streamrun with no
     arguments under WESTPA)."""
     _guarded(_run, _config_path(config_path), list(overrides), None, False, None,
-             dry_run)
+             dry_run, False, True)
+
+
+@main.command(name="check")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--bstate-file", type=click.Path(dir_okay=False),
+              help="Basis-state file, as given to w_init [default: "
+                   "bstates/bstates.txt next to west.cfg].")
+@click.option("--results", type=click.Path(dir_okay=False), metavar="WEST_H5",
+              help="Check what w_init/w_run left instead (they exit 0 after "
+                   "failures): NaN pcoords and failed segments in WEST_H5.")
+@click.option("--log", "logs", multiple=True, type=click.Path(dir_okay=False),
+              help="With --results: w_init/w_run output to scan for errors "
+                   "(repeatable).")
+@SET_OPTION
+def check_command(file, bstate_file, results, logs, overrides):
+    """Check a simulation without running MD: west.cfg, the streamrun config,
+    files, engine input, selections, plugins, and each basis state's pcoord.
+
+    FILE is a west.cfg or a streamrun YAML [default: $STREAMRUN_CONFIG, else
+    $WEST_SIM_ROOT/west.cfg, else west.cfg here]. WEST_* variables get stand-in
+    values (a new trajectory of iteration 1 from the first basis state). Prints
+    what a segment would do and every problem found; exit code 1 if there is any.
+    Run it before w_init: WESTPA reports a failed get_pcoord only as a NaN pcoord.
+    After w_init and w_run, ``--results west.h5 --log w_run.log`` fails on what
+    they report only in passing.
+    """
+    _guarded(_check, file, bstate_file, list(overrides), results, logs)
+
+
+def _check(file, bstate_file, overrides, results=None, logs=()):
+    from .check import check, check_results
+
+    report = (check_results(results, logs) if results else
+              check(file, bstate_file=bstate_file, overrides=overrides))
+    click.echo(report.text())
+    if report.problems:
+        sys.exit(1)
 
 
 @main.command()

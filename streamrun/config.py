@@ -28,8 +28,9 @@ from .errors import ConfigError
 
 #: Keys allowed at each level, with a one-line meaning (also used by ``--help``).
 ENGINE_KEYS = {
-    "name": "engine adapter: lammps",
-    "input": "engine input file (LAMMPS: the -in script)",
+    "name": "engine adapter: lammps (default), gromacs, namd or openmm",
+    "input": "engine input file (LAMMPS: the -in script; OpenMM: your Python "
+    "script)",
     "executable": "engine program; default: the adapter's (lmp), searched next to "
     "Python and on PATH",
     "args": "extra command-line arguments for the engine",
@@ -37,6 +38,9 @@ ENGINE_KEYS = {
     "searched next to Python and on PATH",
     "env": "variables set for the engine only, e.g. {OMP_NUM_THREADS: 4, "
     "CUDA_VISIBLE_DEVICES: '{worker}'}; OMP_NUM_THREADS is 1 unless set",
+    "cores": "CPUs per engine: {cores} is then this worker's block of them (worker "
+    "0: the first N CPUs streamrun may use, worker 1: the next N, ...), e.g. "
+    "launcher: [taskset, -c, '{cores}']",
     "listener": "how the IMD listener is known to be the engine's: tree (default: "
     "a process the launcher started) or environment (a process on this node "
     "with this launch's token in its environment; for srun)",
@@ -251,13 +255,18 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def _check_keys(mapping, allowed, source, prefix):
+def _check_keys(mapping, allowed, source, prefix, problems=None):
+    """Refuse keys not in ``allowed``; with ``problems`` (a list), record every
+    unknown key there instead of raising at the first."""
     for key in mapping:
         if key not in allowed:
             close = difflib.get_close_matches(str(key), list(allowed), n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"unknown key.{hint} Allowed: {', '.join(allowed)}.",
-                              source=source, key=f"{prefix}{key}")
+            error = ConfigError(f"unknown key.{hint} Allowed: {', '.join(allowed)}.",
+                                source=source, key=f"{prefix}{key}")
+            if problems is None:
+                raise error
+            problems.append(error)
 
 
 def _mapping(data, key, source, required=False):
@@ -339,18 +348,31 @@ def _pcoords(value, ctx, prefix="pcoord"):
 
     return tuple(PcoordSpec(type=kind, key=key, options=options)
                  for kind, key, options in pcoords.parse(
-                     value, ctx.source, prefix, ctx.path))
+                     value, ctx.source, prefix, ctx.path, ctx.problems))
 
 
 class _Context:
     """What validation needs besides the mapping: where relative paths start and
     the placeholder values (``{rand16}``, ``{parent}``, ``{workdir}``, ...)."""
 
-    def __init__(self, source, base_dir, environ, lenient=False):
+    def __init__(self, source, base_dir, environ, lenient=False, problems=None):
         self.source, self.base_dir, self.environ = source, base_dir, environ
         self.values = {}
         # get_pcoord runs no engine: segment-only placeholders may stay unfilled
         self.lenient = lenient
+        self.problems = problems
+
+    def soft(self, check, *args, default=None, **kwargs):
+        """``check(*args, **kwargs)``; when collecting problems (``streamrun
+        check``), a ConfigError is recorded and ``default`` returned, so that the
+        checks that do not depend on this value still run."""
+        if self.problems is None:
+            return check(*args, **kwargs)
+        try:
+            return check(*args, **kwargs)
+        except ConfigError as e:
+            self.problems.append(e)
+            return default
 
     def fill(self, value, key):
         def missing(name, variable):
@@ -361,6 +383,10 @@ class _Context:
                     f"uses {{worker}}, but {westpa.WORKER_VAR} is "
                     f"{short(self.environ.get(westpa.WORKER_VAR))}, not a worker "
                     f"index (0, 1, ...)", source=self.source, key=key)
+            if name == "cores":
+                raise ConfigError(
+                    "uses {cores}, but engine.cores (CPUs per engine) is not set; "
+                    "set it", source=self.source, key=key)
             variable = variable or "WEST_RAND32 (or WEST_RAND16)"
             raise ConfigError(
                 f"uses {{{name}}}, but {variable} is not set (it is set by WESTPA for "
@@ -377,7 +403,7 @@ class _Context:
 
 
 def validate(data: dict, source: str, base_dir: Path, environ=None,
-             mode: str = "segment") -> Config:
+             mode: str = "segment", problems: list | None = None) -> Config:
     """Check a raw config mapping and return a :class:`Config`.
 
     Parameters
@@ -393,6 +419,12 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
         placeholders, the initial point type and the return paths.
     mode : {"segment", "pcoord"}
         ``pcoord`` is WESTPA's get_pcoord job: one row from ``get_pcoord.structure``.
+    problems : list, optional
+        Collect instead of stopping at the first problem (``streamrun check``):
+        every ConfigError of a check that later checks do not depend on is
+        appended here, and a Config is returned in which the values that failed
+        are None or their defaults. Problems that leave nothing to check further
+        (no engine section, an unknown engine, a bad nsteps) are still raised.
 
     Raises
     ------
@@ -401,10 +433,12 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
     """
     environ = os.environ if environ is None else environ
     base_dir = Path(base_dir).resolve()
-    ctx = _Context(source, base_dir, environ, lenient=mode == "pcoord")
-    _check_keys(data, TOP_KEYS, source, "")
+    ctx = _Context(source, base_dir, environ, lenient=mode == "pcoord",
+                   problems=problems)
+    soft = ctx.soft
+    _check_keys(data, TOP_KEYS, source, "", problems)
     eng = _mapping(data, "engine", source, required=True)
-    _check_keys(eng, ENGINE_KEYS, source, "engine.")
+    _check_keys(eng, ENGINE_KEYS, source, "engine.", problems)
 
     name = _string(eng.get("name", "lammps"), "engine.name", source)
     from .engines import ADAPTERS  # adapters register themselves here
@@ -415,6 +449,7 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
     workdir = _path(eng.get("workdir"), "engine.workdir", source, Path.cwd())
     workdir = (workdir or Path.cwd()).resolve()
     ctx.values = westpa.placeholders(environ, base_dir, workdir)
+    ctx.values["cores"] = _cores(eng.get("cores"), ctx)
     args = _words(eng.get("args", []), "engine.args", source)
     variables = eng.get("variables") or {}
     if not isinstance(variables, dict):
@@ -431,10 +466,12 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
         raise ConfigError(f"nsteps ({nsteps}) must be a multiple of frame_interval "
                           f"({interval}) so that the last step is streamed",
                           source=source, key="engine.nsteps")
+    engine_input = soft(lambda: _regular(ctx.path(eng.get("input"), "engine.input"),
+                                         "engine.input", source, MAX_TEXT_BYTES),
+                        default=False)
     engine = EngineConfig(
         name=name,
-        input=_regular(ctx.path(eng.get("input"), "engine.input"), "engine.input",
-                       source, MAX_TEXT_BYTES),
+        input=engine_input or None,
         executable=_string(eng.get("executable"), "engine.executable", source),
         args=tuple(ctx.fill(a, f"engine.args[{i}]") for i, a in enumerate(args)),
         variables={str(k): ctx.fill(v, f"engine.variables.{k}")
@@ -446,55 +483,52 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
                               kind=float, minimum=0.1, default=300.0),
         accept_fixed_box=_flag(eng.get("accept_fixed_box", False),
                                "engine.accept_fixed_box", source),
-        launcher=_launcher(eng.get("launcher"), ctx),
-        env=_engine_env(eng.get("env"), ctx),
-        listener=_choice(eng.get("listener", "tree"), "engine.listener", source,
-                         LISTENER_CHECKS),
+        launcher=soft(_launcher, eng.get("launcher"), ctx, default=()),
+        env=soft(_engine_env, eng.get("env"), ctx, default={}),
+        listener=soft(_choice, eng.get("listener", "tree"), "engine.listener", source,
+                      LISTENER_CHECKS, default="tree"),
     )
-    ADAPTERS[name].check_config(engine, source)
+    if engine_input is not False:  # an unreadable input was reported already
+        soft(ADAPTERS[name].check_config, engine, source)
 
-    stream = _mapping(data, "stream", source)
-    _check_keys(stream, STREAM_KEYS, source, "stream.")
-    topo_opts = _mapping(data, "topology_options", source)
+    stream = soft(_mapping, data, "stream", source, default={})
+    _check_keys(stream, STREAM_KEYS, source, "stream.", problems)
+    topo_opts = soft(_mapping, data, "topology_options", source, default={})
     system = None
     if environ.get("WEST_SIM_ROOT"):
         system = westpa.system_options(Path(environ["WEST_SIM_ROOT"]) / "west.cfg")
     rows_default = ADAPTERS[name].rows(nsteps, interval)
-    rows = _number(data.get("rows"), "rows", source, minimum=1, default=rows_default)
+    rows = soft(lambda: _number(data.get("rows"), "rows", source, minimum=1,
+                                default=rows_default), default=rows_default)
     if rows != rows_default:
-        raise ConfigError(
+        soft(_raise, ConfigError(
             f"{rows} rows asked, but engine.nsteps {nsteps} with engine.frame_interval "
             f"{interval} gives {rows_default} rows (start point + one per streamed "
-            f"frame); make them agree", source=source, key="rows")
+            f"frame); make them agree", source=source, key="rows"))
+        rows = rows_default
     if system and system.pcoord_len is not None and system.pcoord_len != rows:
-        raise ConfigError(
+        soft(_raise, ConfigError(
             f"pcoord_len is {system.pcoord_len} in {system.source}, but engine.nsteps "
             f"{nsteps} / engine.frame_interval {interval} gives {rows} rows (start "
             f"point + one per frame); change one of them", source=source,
-            key="engine.nsteps")
+            key="engine.nsteps"))
 
     output = data.get("output") or environ.get("WEST_PCOORD_RETURN") or "pcoord.dat"
     output = ctx.path(output, "output", workdir, must_exist=False)
     log = ctx.path(data.get("log") or "streamrun-engine.log", "log", workdir,
                    must_exist=False)
     for key, path in (("output", output), ("log", log)):
-        if not path.parent.is_dir():
-            raise ConfigError(f"folder '{path.parent}' does not exist; create it or "
-                              f"choose another path", source=source, key=key)
-        try:  # a real write: permission bits do not stop root, read-only mounts do
-            tempfile.TemporaryFile(dir=path.parent).close()
-        except OSError as e:
-            raise ConfigError(f"cannot write in folder '{path.parent}' "
-                              f"({e.strerror or e}); choose another path",
-                              source=source, key=key) from None
-    aux = _aux(data.get("aux"), ctx, workdir)
-    pcoords = _pcoords(data.get("pcoord"), ctx)
-    ADAPTERS[name].check_pcoords(
-        engine, [*pcoords, *(s for specs, _ in aux.values() for s in specs)], source)
-    get_pc = _mapping(data, "get_pcoord", source)
-    _check_keys(get_pc, GET_PCOORD_KEYS, source, "get_pcoord.")
-    start = _regular(ctx.path(data.get("start"), "start", must_exist=False), "start",
-                     source, MAX_STRUCTURE_BYTES)
+        soft(_writable_folder, path, source, key)
+    aux = soft(_aux, data.get("aux"), ctx, workdir, default={})
+    pcoords = soft(_pcoords, data.get("pcoord"), ctx, default=())
+    if engine.input is not None:
+        soft(ADAPTERS[name].check_pcoords, engine,
+             [*pcoords, *(s for specs, _ in aux.values() for s in specs)], source)
+    get_pc = soft(_mapping, data, "get_pcoord", source, default={})
+    _check_keys(get_pc, GET_PCOORD_KEYS, source, "get_pcoord.", problems)
+    start = soft(lambda: _regular(ctx.path(data.get("start"), "start",
+                                           must_exist=False), "start", source,
+                                  MAX_STRUCTURE_BYTES))
     if mode == "pcoord":
         start = ctx.path(get_pc.get("structure", "{struct}"), "get_pcoord.structure")
         if start.is_dir():
@@ -507,12 +541,14 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
             _string(data.get("start_format"), "start_format", source)
         rows = 1
     if "topology" not in data:
-        raise ConfigError("missing; it is required", source=source, key="topology")
+        soft(_raise, ConfigError("missing; it is required", source=source,
+                                 key="topology"))
+    topology = soft(lambda: _regular(ctx.path(data.get("topology"), "topology"),
+                                     "topology", source, MAX_STRUCTURE_BYTES))
     return Config(
         source=source,
         engine=engine,
-        topology=_regular(ctx.path(data.get("topology"), "topology"), "topology",
-                          source, MAX_STRUCTURE_BYTES),
+        topology=topology,
         topology_format=_string(data.get("topology_format"), "topology_format", source),
         topology_options=dict(topo_opts),
         start=start,
@@ -528,17 +564,17 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
                                  kind=float, minimum=0.01, maximum=65536,
                                  default=10.0) * 2**20),
         base_dir=base_dir,
-        files=() if mode == "pcoord" else _files(data.get("files"), ctx,
-                                                 westpa.initpoint(environ)),
-        prepare=_prepare(data.get("prepare"), ctx),
+        files=() if mode == "pcoord" else soft(_files, data.get("files"), ctx,
+                                               westpa.initpoint(environ), default=()),
+        prepare=soft(_prepare, data.get("prepare"), ctx, default=()),
         aux=aux,
-        restart=_string_list(data.get("restart"), ctx, "restart"),
+        restart=soft(_string_list, data.get("restart"), ctx, "restart", default=()),
         restart_return=ctx.path(environ.get("WEST_RESTART_RETURN"),
                                 "WEST_RESTART_RETURN", must_exist=False),
         log_return=ctx.path(environ.get("WEST_LOG_RETURN"), "WEST_LOG_RETURN",
                             must_exist=False),
-        trajectory=_trajectory(data.get("trajectory"), ctx, environ, workdir,
-                               rows - 1),
+        trajectory=soft(_trajectory, data.get("trajectory"), ctx, environ, workdir,
+                        rows - 1),
         trajectory_return=ctx.path(environ.get("WEST_TRAJECTORY_RETURN"),
                                    "WEST_TRAJECTORY_RETURN", must_exist=False),
         system=system,
@@ -546,6 +582,22 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
         pcoord_timeout=_number(data.get("pcoord_timeout"), "pcoord_timeout", source,
                                kind=float, minimum=0.1, default=300.0),
     )
+
+
+def _raise(error):
+    raise error
+
+
+def _writable_folder(path, source, key):
+    if not path.parent.is_dir():
+        raise ConfigError(f"folder '{path.parent}' does not exist; create it or "
+                          f"choose another path", source=source, key=key)
+    try:  # a real write: permission bits do not stop root, read-only mounts do
+        tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as e:
+        raise ConfigError(f"cannot write in folder '{path.parent}' "
+                          f"({e.strerror or e}); choose another path",
+                          source=source, key=key) from None
 
 
 #: engine.listener values: how the process listening on the IMD port is known to be
@@ -574,6 +626,24 @@ def _choice(value, key, source, allowed):
         raise ConfigError(f"must be {' or '.join(allowed)}, got {short(value)}",
                           source=source, key=key)
     return value
+
+
+def _cores(value, ctx):
+    """``{cores}`` from ``engine.cores``: None when not set; an error when this
+    worker's block of CPUs does not exist on the node."""
+    if value is None or ctx.values.get("worker") is None:
+        return None
+    per_engine = _number(value, "engine.cores", ctx.source, minimum=1)
+    index = int(ctx.values["worker"])
+    block = westpa.cores(index, per_engine)
+    if block is None:
+        available = len(os.sched_getaffinity(0))
+        raise ConfigError(
+            f"worker {index} would get CPUs {index * per_engine}.."
+            f"{(index + 1) * per_engine - 1} of the {available} this process may use; "
+            f"lower engine.cores or run fewer workers per node",
+            source=ctx.source, key="engine.cores")
+    return block
 
 
 def _launcher(value, ctx):
@@ -732,7 +802,7 @@ def _trajectory(value, ctx, environ, workdir, frames):
 
 
 def load(path: Path | None, overrides: list[str] = (), environ=None,
-         mode: str = "segment") -> Config:
+         mode: str = "segment", problems: list | None = None) -> Config:
     """Load, override and validate a config file.
 
     Parameters
@@ -742,6 +812,8 @@ def load(path: Path | None, overrides: list[str] = (), environ=None,
         ``overrides``.
     overrides : list of str
         ``key=value`` strings from ``--set``.
+    environ, mode, problems
+        As for :func:`validate`.
     """
     if path is None:
         data, source, base = {}, "command line", Path.cwd()
@@ -749,4 +821,5 @@ def load(path: Path | None, overrides: list[str] = (), environ=None,
         path = Path(path).resolve()
         data, source, base = load_yaml(path), str(path), path.parent
     data = apply_overrides(data, list(overrides))
-    return validate(data, source, base, environ=environ, mode=mode)
+    return validate(data, source, base, environ=environ, mode=mode,
+                    problems=problems)

@@ -36,6 +36,7 @@ def write_pcoord(path: Path, rows: np.ndarray, column_labels=()) -> None:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
                                    dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 is for secrets
         with os.fdopen(fd, "w") as f:
             np.savetxt(f, rows, fmt="%.10g", header=header)
             f.flush()
@@ -48,6 +49,43 @@ def write_pcoord(path: Path, rows: np.ndarray, column_labels=()) -> None:
         raise StreamrunError(f"could not write the pcoord file '{path}': "
                              f"{e.strerror or e}; check the folder is writable and "
                              f"has space") from None
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux tells it
+    (``/proc/self/status``, Linux >= 4.7); else set and restored at once."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def discard_stale(path: Path) -> None:
+    """Remove a result left by an earlier run in the same folder, before this run
+    starts: if this run fails, no earlier pcoord may be taken for its result.
+
+    An empty file is kept: that is what WESTPA creates for ``WEST_PCOORD_RETURN``
+    before it starts the propagator, and what it reads as a failed segment.
+
+    Raises
+    ------
+    StreamrunError
+        If the stale file cannot be removed.
+    """
+    path = Path(path)
+    try:
+        if path.is_file() and path.stat().st_size > 0:
+            path.unlink()
+    except OSError as e:
+        raise StreamrunError(f"could not remove the previous run's '{path}' "
+                             f"({e.strerror or e}); remove it, or check the folder "
+                             f"is writable") from None
 
 
 def copy_restart(workdir: Path, names, target: Path | None) -> None:

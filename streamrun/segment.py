@@ -33,7 +33,8 @@ from .errors import (ConfigError, EngineError, ForeignClientError, Interrupted,
                      PortError, StreamError)
 from .pcoords import PcoordCalculator
 from .ports import engine_peers, listener_in_tree, listener_with_env, reserve_port
-from .returns import TrajectorySink, copy_log, copy_restart, write_pcoord
+from .returns import (TrajectorySink, copy_log, copy_restart, discard_stale,
+                      write_pcoord)
 from .setup import set_up
 from .stream import FrameReader, connect
 from .supervise import TOKEN_VAR, EngineProcess, env_for_engine
@@ -61,6 +62,8 @@ class SegmentResult:
     paused_seconds: float | None = None
     pauses: int = 0
     launch_seconds: float | None = None
+    #: streamed frames that make no row (GROMACS' step 0: the start point again)
+    skipped: int = 0
 
     @property
     def alpha(self) -> float:
@@ -76,9 +79,14 @@ class SegmentResult:
                   f"({self.pauses}x)")
         launched = ("" if self.launch_seconds is None else
                     f", engine launched {self.launch_seconds:.2f} s after start")
-        return (f"{self.frames} frames streamed -> {self.rows.shape[0]} rows x "
-                f"{self.rows.shape[1]} ({', '.join(self.column_labels)}) in "
-                f"{self.output}; wall {self.wall_seconds:.2f} s, stream "
+        # the same count for every engine: the frames that made rows; row 0 is
+        # the start structure (GROMACS' streamed step 0 is that point again)
+        skipped = (f" + {self.skipped} at step 0, the start point again"
+                   if self.skipped else "")
+        return (f"{self.frames - self.skipped} frames streamed -> "
+                f"{self.rows.shape[0]} rows x {self.rows.shape[1]} "
+                f"({', '.join(self.column_labels)}) in {self.output} (row 0: the "
+                f"start structure{skipped}); wall {self.wall_seconds:.2f} s, stream "
                 f"{self.stream_seconds:.2f} s ({rate:.1f} frames/s), pcoord compute "
                 f"{self.compute_seconds:.2f} s{paused}; alpha {self.alpha:.2f} "
                 f"(pcoord / stream){launched}")
@@ -318,6 +326,8 @@ def run_segment(config, log=lambda msg: None, progress=None,
     done = False
     with _signals_raise(), contextlib.ExitStack() as blas:
         try:
+            for path in (config.output, *(p for _, p in config.aux.values())):
+                discard_stale(path)
             set_up(config, config.log, env_for_engine(config.engine, adapter))
             folders = FolderWatch({"engine.workdir": config.engine.workdir,
                                    "output": config.output.parent,
@@ -390,7 +400,7 @@ def run_segment(config, log=lambda msg: None, progress=None,
                 port=port, launches=launches, column_names=calculator.column_names(),
                 column_labels=calculator.column_labels(),
                 paused_seconds=engine.paused_seconds, pauses=engine.pauses,
-                launch_seconds=launch_time)
+                launch_seconds=launch_time, skipped=adapter.leading_frames)
             # the engine log (and WESTPA's log return) ends with the telemetry too
             with contextlib.suppress(OSError), open(config.log, "a") as f:
                 f.write(f"\nstreamrun: {result.summary()}\n")
@@ -483,8 +493,8 @@ def _calculator(config):
         except InputFileError as e:
             raise ConfigError(f"'{config.start}' {e}; give a regular file",
                               source=config.source, key=key) from None
-    calculator = PcoordCalculator(config)
     adapter = ADAPTERS[config.engine.name]
+    calculator = PcoordCalculator(_engine_start_format(config, adapter))
     calculator.set_time_units(adapter.timestep_ps(config.engine),
                               adapter.stream_time_to_ps(config.engine))
     row0 = guard.call(calculator.start_row, config.pcoord_timeout,
@@ -515,6 +525,15 @@ def _frame_ps(config, adapter):
     return None if dt is None else dt * config.engine.frame_interval
 
 
+def _engine_start_format(config, adapter):
+    """``config`` with ``start_format`` set when the start structure is in the
+    engine's own format, which MDAnalysis cannot guess (an OpenMM state XML)."""
+    if config.start_format or config.start is None:
+        return config
+    fmt = adapter.structure_format(config.start)
+    return dataclasses.replace(config, start_format=fmt) if fmt else config
+
+
 def _write_datasets(config, calculator, rows):
     """Write the aux datasets, then the pcoord (last: its presence means success)."""
     parts = calculator.split(rows)
@@ -538,20 +557,44 @@ def compute_start_point(config):
     return row0
 
 
-def describe(config) -> str:
-    """What a segment would do, without doing it (``--dry-run``)."""
-    adapter = ADAPTERS[config.engine.name]
-    executable = resolve_executable(adapter, config.engine, config.source)
-    # Nothing is set up in a dry run: read row 0 from where files: would link it.
+def before_set_up(config):
+    """``config`` with its start structure where ``files:`` would link it from:
+    for a run that sets nothing up (``--dry-run``, ``streamrun check``)."""
     start = config.start
     for f in config.files:
         if start is not None and start == config.engine.workdir / f.name:
             start = f.source
-    # e.g. GROMACS' seg.tpr: made by a prepare command, which a dry run does not run;
-    # the columns are computed from the topology's coordinates instead
-    made_by_prepare = start is not None and not start.exists() and config.prepare
-    calculator = PcoordCalculator(dataclasses.replace(
-        config, start=None if made_by_prepare else start))
+    return _engine_start_format(dataclasses.replace(config, start=start),
+                                ADAPTERS[config.engine.name])
+
+
+def _made_by_prepare(config) -> bool:
+    """True when the start structure is a file a prepare command makes (GROMACS'
+    seg.tpr), which a run that sets nothing up cannot read."""
+    start = before_set_up(config).start
+    return bool(start is not None and not start.exists() and config.prepare)
+
+
+def describe(config) -> str:
+    """What a segment would do, without doing it (``--dry-run``). A start structure
+    made by a prepare command is not read: the columns come from the topology's
+    coordinates instead."""
+    base = before_set_up(config)
+    if _made_by_prepare(config):
+        base = dataclasses.replace(base, start=None)
+    calculator = PcoordCalculator(base)
+    lines = plan(config)
+    guard.call(calculator.start_row, config.pcoord_timeout, "the start structure")
+    lines.append(f"columns:     {', '.join(calculator.column_labels())}")
+    return "\n".join(lines + plan_outputs(config))
+
+
+def plan(config, executable=None) -> list[str]:
+    """The lines of :func:`describe` up to the coordinates: engine command,
+    folder, environment, files, prepare commands, structures, rows."""
+    adapter = ADAPTERS[config.engine.name]
+    executable = executable or resolve_executable(adapter, config.engine,
+                                                  config.source)
     lines = [f"config:      {config.source}",
              "engine:      " + shlex.join(engine_command(
                  config, adapter, executable,
@@ -565,16 +608,21 @@ def describe(config) -> str:
     for f in config.files:
         lines.append(f"file:        {f.name} <- {f.source} ({f.mode})")
     for c in config.prepare:
-        lines.append(f"prepare:     {c}")
+        lines.append("prepare:     " + c.rstrip().replace("\n", "\n" + " " * 13))
     lines += [f"topology:    {config.topology}",
               f"start:       {config.start or config.topology} (row 0"
-              + (", made by prepare)" if made_by_prepare else ")"),
-              f"rows:        {config.rows} (start + {config.rows - 1} frames every "
+              + (", made by prepare)" if _made_by_prepare(config) else ")"),
+              f"rows:        {config.rows} (row 0 from the start structure + "
+              f"{config.rows - 1} streamed frames, one every "
               f"{config.engine.frame_interval} steps)"]
     for spec in config.pcoords:
         lines.append(f"pcoord:      {spec.key}: {spec.type} {spec.options}")
-    guard.call(calculator.start_row, config.pcoord_timeout, "the start structure")
-    lines.append(f"columns:     {', '.join(calculator.column_labels())}")
+    return lines
+
+
+def plan_outputs(config) -> list[str]:
+    """The lines of :func:`describe` after the coordinates: what is written."""
+    lines = []
     for name, (specs, path) in config.aux.items():
         lines.append(f"aux:         {name} -> {path}")
     lines += [f"output:      {config.output}", f"log:         {config.log}"]
@@ -584,7 +632,7 @@ def describe(config) -> str:
     if config.trajectory:
         lines.append(f"trajectory:  every {config.trajectory.every} frame(s) -> "
                      f"{config.trajectory.path}")
-    return "\n".join(lines)
+    return lines
 
 
 def _watch(config, engine, reader, expected, progress, check_parent=None, port=None,

@@ -11,6 +11,7 @@ WESTPA (westpa/core/propagators/executable.py) starts the propagator as
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ PLACEHOLDER_VARS = {
     "istate": "WEST_ISTATE_DATA_REF",
 }
 PLACEHOLDER = re.compile(r"(?<!\$)\{(" + "|".join(
-    [*PLACEHOLDER_VARS, "seed", "config_dir", "workdir", "worker"]) + r")\}")
+    [*PLACEHOLDER_VARS, "seed", "config_dir", "workdir", "worker", "cores"]) + r")\}")
 #: Environment variable giving ``{worker}``, the WESTPA worker's index (processes
 #: and zmq work managers); 0 when it is not set (outside WESTPA, serial manager).
 WORKER_VAR = "WM_PROCESS_INDEX"
@@ -161,6 +162,32 @@ def worker(environ) -> str | None:
     return raw if raw.isdigit() else None
 
 
+def cores(worker_index, per_engine, available=None) -> str | None:
+    """``{cores}``: this worker's CPUs as a list for ``taskset -c`` (e.g. ``4-7``):
+    block ``worker`` of ``per_engine`` CPUs among those this process may use, in
+    order. None when the block does not fit.
+
+    Parameters
+    ----------
+    worker_index : int
+        ``{worker}``.
+    per_engine : int
+        ``engine.cores``.
+    available : iterable of int, optional
+        CPUs to share out (default: this process's affinity).
+    """
+    cpus = sorted(os.sched_getaffinity(0) if available is None else available)
+    block = cpus[worker_index * per_engine:(worker_index + 1) * per_engine]
+    if len(block) < per_engine:
+        return None
+    runs, start = [], block[0]
+    for prev, cpu in zip(block, block[1:] + [None]):
+        if cpu is None or cpu != prev + 1:
+            runs.append(str(start) if start == prev else f"{start}-{prev}")
+            start = cpu
+    return ",".join(runs)
+
+
 def seed(environ) -> str | None:
     """``{seed}``: a velocity seed in 1 .. 2^31-2 from WEST_RAND32 (else WEST_RAND16).
 
@@ -225,3 +252,84 @@ def system_options(west_cfg: Path) -> SystemOptions | None:
     return SystemOptions(str(west_cfg), integer("pcoord_len"), integer("pcoord_ndim"),
                          str(options["pcoord_dtype"]) if "pcoord_dtype" in options
                          else None)
+
+
+#: Stand-in values of the random ``WEST_*`` variables, for runs outside WESTPA
+#: (``streamrun check``, ``--dry-run``); the seeds are valid engine seeds.
+STAND_IN_RANDOM = {"WEST_RAND16": "4928", "WEST_RAND32": "4928459",
+                   "WEST_RAND64": "4928459", "WEST_RAND128": "4928459",
+                   "WEST_RANDFLOAT": "0.5"}
+
+
+@dataclass(frozen=True)
+class BasisState:
+    """One line of a WESTPA basis-state file (``label probability [auxref]``) and
+    the structure it stands for (``west.data.data_refs.basis_state`` filled in)."""
+
+    label: str
+    probability: float
+    auxref: str | None
+    data_ref: str
+    line: int
+
+
+def read_basis_states(path: Path, west: dict, sim_root: Path) -> list[BasisState]:
+    """Read a basis-state file as ``BasisState.states_from_file`` (westpa.core.states)
+    does: ``#`` comments, blank lines skipped, whitespace-separated fields.
+
+    Raises
+    ------
+    ValueError
+        Naming the line of a malformed entry.
+    OSError
+        If the file cannot be read.
+    """
+    template = data_ref_template(west, "basis_state")
+    out = []
+    for number, raw in enumerate(read_text(Path(path)).splitlines(), 1):
+        fields = raw.partition("#")[0].split()
+        if not fields:
+            continue
+        if len(fields) < 2:
+            raise ValueError(f"line {number}: expected 'label probability [file]', "
+                             f"got {raw.strip()!r}")
+        try:
+            probability = float(fields[1])
+        except ValueError:
+            raise ValueError(f"line {number}: probability {fields[1]!r} is not a "
+                             f"number") from None
+        auxref = fields[2] if len(fields) > 2 else None
+        state = {"label": fields[0], "probability": probability, "auxref": auxref,
+                 "state_id": len(out)}
+        out.append(BasisState(fields[0], probability, auxref,
+                              fill_data_ref(template, sim_root, basis_state=state),
+                              number))
+    return out
+
+
+def data_ref_template(west: dict, kind: str) -> str | None:
+    """``west.data.data_refs.<kind>`` of a west.cfg mapping, or None."""
+    try:
+        value = west["west"]["data"]["data_refs"][kind]
+    except (KeyError, TypeError):
+        return None
+    return str(value) if value is not None else None
+
+
+def fill_data_ref(template: str | None, sim_root: Path, **objects) -> str:
+    """A data-ref template filled in as WESTPA's ``makepath`` does
+    (``str.format`` with attribute access, then ``$VARIABLES``), with
+    ``$WEST_SIM_ROOT`` set to ``sim_root``. Without a template: ``sim_root``."""
+    import os
+    from types import SimpleNamespace
+
+    if template is None:
+        return str(sim_root)
+    args = {name: SimpleNamespace(**fields) for name, fields in objects.items()}
+    text = template.replace("$WEST_SIM_ROOT", str(sim_root)) \
+        .replace("${WEST_SIM_ROOT}", str(sim_root))
+    try:
+        text = text.format(**args)
+    except (KeyError, AttributeError, IndexError, ValueError):
+        pass
+    return os.path.normpath(os.path.expandvars(text))

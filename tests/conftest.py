@@ -7,6 +7,7 @@ engine fails the test instead of skipping it.
 
 import os
 import shutil
+import sys
 import uuid
 from pathlib import Path
 
@@ -82,4 +83,28 @@ def nacl_lammps(tmp_path):
     """A private copy of example_sims/nacl_lammps to run segments in."""
     dest = tmp_path / "nacl_lammps"
     shutil.copytree(EXAMPLES / "nacl_lammps", dest)
+    return dest
+
+
+@pytest.fixture
+def openmm():
+    """The openmm Python package, importable by the Python running the tests (the
+    OpenMM engine is a script run by it); skips (or fails when
+    STREAMRUN_REQUIRE_ENGINES names openmm) when it is missing."""
+    try:
+        import openmm as module
+    except ImportError:
+        message = f"openmm not installed for {sys.executable}; {ADAPTERS['openmm'].install_hint}"
+        if "openmm" in os.environ.get("STREAMRUN_REQUIRE_ENGINES", "").split(","):
+            pytest.fail(message + "; STREAMRUN_REQUIRE_ENGINES requires it")
+        pytest.skip(message)
+    return module
+
+
+@pytest.fixture
+def nacl_openmm(tmp_path):
+    """A private copy of example_sims/nacl_openmm (without WESTPA's run products)."""
+    dest = tmp_path / "nacl_openmm"
+    shutil.copytree(EXAMPLES / "nacl_openmm", dest, ignore=shutil.ignore_patterns(
+        "__pycache__", "west.h5", "traj_segs", "seg_logs", "istates", "*.log"))
     return dest

@@ -1,5 +1,6 @@
 """A bad config fails before any engine starts, with the file, the key and what to do."""
 
+import os
 import sys
 import textwrap
 
@@ -84,7 +85,7 @@ def test_minimum_image_is_used_for_the_start_row(sim):
     ({"engine__nsteps": 105}, "engine.nsteps", "multiple of frame_interval"),
     ({"engine__frame_interval": 0}, "engine.frame_interval", ">= 1"),
     ({"engine__input": "missing.in"}, "engine.input", "does not exist"),
-    ({"engine__name": "openmm"}, "engine.name", "unknown engine"),
+    ({"engine__name": "amber"}, "engine.name", "unknown engine"),
     ({"engine__executable": "/no/such/lmp"}, "engine.executable", "not found"),
     ({"topology": None}, "topology", "required"),
     ({"topology": "nope.pdb"}, "topology", "does not exist"),
@@ -239,6 +240,25 @@ def test_a_worker_index_that_is_not_a_number_is_named(sim):
     assert "WM_PROCESS_INDEX is 'gpu1'" in str(info.value)
 
 
+def test_cores_gives_each_worker_its_own_block_of_cpus(sim):
+    """engine.cores: N makes {cores} worker i's N CPUs, as a taskset -c list; a
+    worker whose block is not on this node gets an error naming engine.cores."""
+    from streamrun.westpa import cores
+
+    assert [cores(w, 2, range(8)) for w in range(4)] == ["0-1", "2-3", "4-5", "6-7"]
+    assert cores(0, 3, [0, 2, 3, 5]) == "0,2-3" and cores(4, 2, range(8)) is None
+    n_cpus = len(os.sched_getaffinity(0))
+    path = sim(engine__cores=1, engine__launcher=["taskset", "-c", "{cores}"])
+    first = sorted(os.sched_getaffinity(0))[0]
+    assert load(path, environ={}).engine.launcher[1:] == ("-c", str(first))
+    with pytest.raises(ConfigError) as info:
+        load(path, environ={"WM_PROCESS_INDEX": str(n_cpus)})
+    assert info.value.key == "engine.cores" and "fewer workers" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load(sim(engine__launcher=["taskset", "-c", "{cores}"]), environ={})
+    assert info.value.key == "engine.launcher[2]" and "engine.cores" in str(info.value)
+
+
 def test_the_engine_environment_keeps_one_openmp_thread_unless_told(sim, monkeypatch):
     from streamrun.engines import ADAPTERS
     from streamrun.supervise import env_for_engine
@@ -251,16 +271,90 @@ def test_the_engine_environment_keeps_one_openmp_thread_unless_told(sim, monkeyp
     assert env_for_engine(told, adapter)["OMP_NUM_THREADS"] == "4"
 
 
+#: Every key table of the config schema, with the prefix its keys have in a config.
+def _schema():
+    from streamrun import config
+
+    return (("", config.TOP_KEYS), ("engine.", config.ENGINE_KEYS),
+            ("stream.", config.STREAM_KEYS), ("files.<name>.", config.FILES_KEYS),
+            ("trajectory.", config.TRAJECTORY_KEYS),
+            ("get_pcoord.", config.GET_PCOORD_KEYS))
+
+
+def test_the_schema_tables_are_what_the_config_accepts(sim):
+    """The tables --help and the README are checked against are the ones the
+    config refuses unknown keys with: a key cannot be accepted yet undocumented."""
+    for key, tables in (("bogus", "TOP_KEYS"), ("engine__bogus", "ENGINE_KEYS"),
+                        ("stream__bogus", "STREAM_KEYS"),
+                        ("trajectory__bogus", "TRAJECTORY_KEYS"),
+                        ("get_pcoord__bogus", "GET_PCOORD_KEYS")):
+        _, message = error_of(sim(**{key: 1}))
+        import streamrun.config as config
+
+        allowed = message.split("Allowed: ", 1)[1].rstrip(".")
+        assert allowed.split(", ") == list(getattr(config, tables)), key
+
+
+def test_help_lists_every_config_key_and_coordinate():
+    """``streamrun run --help`` is generated from the schema: every key, every
+    engine adapter, every coordinate type and its options."""
+    from click.testing import CliRunner
+
+    from streamrun.cli import main
+    from streamrun.engines import ADAPTERS
+    from streamrun.pcoords import REGISTRY
+
+    for command in ("run", "segment"):
+        text = CliRunner().invoke(main, [command, "--help"]).output
+        missing = [f"{prefix}{key}" for prefix, keys in _schema() for key in keys
+                   if f"{prefix}{key} " not in text]
+        assert not missing, f"streamrun {command} --help lacks {missing}"
+        assert all(name in text for name in ADAPTERS)
+        for kind, cls in REGISTRY.items():
+            assert f"{kind} [{cls.units}]" in text
+            assert all(option in text for option in cls.options), kind
+    main_help = CliRunner().invoke(main, ["--help"]).output
+    assert "check" in main_help
+
+
 def test_the_readme_config_reference_lists_every_key():
     """``streamrun run --help`` prints the key tables of streamrun.config; the
-    README's table is written by hand and must name each of them."""
+    README's table is written by hand and must name each of them (a sub-key either
+    with its own row or in its parent's row)."""
     from pathlib import Path
 
-    from streamrun.config import ENGINE_KEYS, STREAM_KEYS, TOP_KEYS
+    from streamrun.engines import ADAPTERS
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = readme[readme.index("## Config reference"):readme.index("### Progress")]
-    missing = [key for prefix, keys in (("", TOP_KEYS), ("engine.", ENGINE_KEYS),
-                                        ("stream.", STREAM_KEYS))
-               for key in keys if f"`{prefix}{key}" not in table]
+    rows = {line.split("|")[1].strip().strip("`"): line
+            for line in table.splitlines() if line.startswith("| `")}
+    missing = []
+    for prefix, keys in _schema():
+        for key in keys:
+            parent = prefix.split(".")[0]
+            name = f"{prefix}{key}"
+            if name in rows or any(r.startswith(f"{name}.") for r in rows) or \
+                    (prefix and parent in rows and key in rows[parent]):
+                continue
+            missing.append(f"{prefix}{key}")
     assert not missing, f"README config reference lacks {missing}"
+    assert all(f"`{name}`" in rows["engine.name"] for name in ADAPTERS)
+
+
+def test_a_warm_worker_parses_its_topology_once_until_the_file_changes(sim, tmp_path):
+    """On the warm path one process runs many segments: the topology is parsed
+    once, each segment's Universe gets its own copy with its own start coordinates,
+    and an edited topology file is parsed again."""
+    from streamrun.pcoords import calculator
+
+    path = sim(start="top.pdb")
+    first = PcoordCalculator(load(path, environ={}))
+    parsed = calculator.parsed_topology(first.config.topology)
+    second = PcoordCalculator(load(path, environ={}))
+    assert calculator.parsed_topology(second.config.topology) is parsed
+    assert first.universe._topology is not second.universe._topology
+    assert (first.start_row() == second.start_row()).all()
+    topology = tmp_path / "top.pdb"
+    topology.write_text(topology.read_text().replace("NA ", "NA1", 1))
+    assert calculator.parsed_topology(topology) is not parsed

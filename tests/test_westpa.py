@@ -343,8 +343,10 @@ def test_a_failing_engine_fails_its_segments_in_westpa(
     init(sim, env)  # get_pcoord does not start the engine: it still works
 
     t0 = time.monotonic()
-    _, out = run(["./run.sh", "--n-workers", "4"], sim, env, "run.log")
+    rc, out = run(["./run.sh", "--n-workers", "4"], sim, env, "run.log")
     assert time.monotonic() - t0 < 60, "a failing segment should fail fast"
+    # w_run exits 0; run.sh's streamrun check --results does not
+    assert rc == 1 and "iteration 1: " in out and "failed segment(s)" in out, out
 
     import h5py
     from westpa.core.segment import Segment
@@ -407,12 +409,20 @@ def test_a_pcoord_len_that_disagrees_with_the_segment_is_reported_by_w_init(
     """streamrun checks west.cfg's pcoord_len against nsteps/frame_interval already
     in w_init's get_pcoord job (no engine started), reading it from a west.cfg with
     the tutorials' !!python/name:numpy.float32 tag. WESTPA 2022.16 only logs the
-    failed get_pcoord and stores NaN: the message is what the user sees."""
+    failed get_pcoord and stores NaN: the message is what the user sees. The
+    example's init.sh stops before w_init: `streamrun check` finds it first."""
     import h5py
 
     sim = copy_example(tmp_path, "westpa")
     edit(sim / "west.cfg", r"^( *)pcoord_len: 11\b", r"\1pcoord_len: 12")
-    rc, out = run(["./init.sh"], sim, sim_env(sim, westpa_path), "init.log")
+    env = sim_env(sim, westpa_path)
+    rc, out = run(["./init.sh"], sim, env, "init.log")
+    assert rc == 1, out
+    assert "pcoord_len is 12" in out and "problem(s)" in out, out
+    assert not (sim / "west.h5").exists()  # stopped before w_init
+    # w_init alone (as the init.sh of a user who skips check)
+    rc, out = run(["w_init", "--bstate-file", "bstates/bstates.txt"], sim, env,
+                  "w_init_alone.log")
     assert rc == 0, out  # WESTPA does not fail w_init for it
     assert "streamrun: error: config error" in out and "pcoord_len is 12" in out, out
     with h5py.File(sim / "west.h5", "r") as f:

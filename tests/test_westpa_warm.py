@@ -5,6 +5,7 @@ the same checks (pcoords in west.h5 = MDAnalysis on the engine's own dumps, row 
 the parent's last row), under the processes and the zmq work managers; a failing
 segment is reported failed and the worker goes on."""
 
+import os
 import re
 
 import h5py
@@ -25,6 +26,31 @@ def warm_example(tmp_path):
     return sim
 
 
+def probe_workers(sim):
+    """Each engine prints the worker index it was given through engine.env and the
+    CPUs it may run on, with `engine.cores: 1` and `launcher: [taskset, -c,
+    "{cores}"]`: one core per worker, as on a cluster node."""
+    edit(sim / "west.cfg", r"^( *)name: lammps\n",
+         "\\g<0>\\1cores: 1\n\\1launcher: [taskset, -c, \"{cores}\"]\n"
+         "\\1env: {STREAMRUN_TEST_WORKER: \"{worker}\"}\n")
+    edit(sim.parent / "nacl.in", r"^units .*\n",
+         "\\g<0>variable seen_worker getenv STREAMRUN_TEST_WORKER\n"
+         "print \"seen: worker ${seen_worker}\"\n"
+         "shell grep Cpus_allowed_list /proc/self/status\n")
+
+
+def probed_workers(sim):
+    """{worker: set of CPU lists its engines ran on}, from every segment's engine log."""
+    seen = {}
+    for log in sim.glob("traj_segs/*/*/streamrun-engine.log"):
+        text = log.read_text()
+        worker = re.search(r"^seen: worker (\d+)$", text, re.M)
+        cpus = re.search(r"^Cpus_allowed_list:\s*(\S+)$", text, re.M)
+        assert worker and cpus, f"{log}:\n{text[:2000]}"
+        seen.setdefault(int(worker[1]), set()).add(cpus[1])
+    return seen
+
+
 def worker_pids(sim):
     """WESTPA worker pid of every segment log, from streamrun's warm-path line."""
     pids = []
@@ -38,8 +64,11 @@ def worker_pids(sim):
 @pytest.mark.parametrize("manager", ["processes", "zmq"])
 def test_the_warm_propagator_runs_every_segment_inside_the_workers(
         manager, lmp, westpa_path, tmp_path, no_engine_left):
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 CPUs: one core per worker")
     sim = warm_example(tmp_path)
     add_engine_variable(sim / "west.cfg", "dumpfile", "check.lammpstrj")
+    probe_workers(sim)
     env = sim_env(sim, westpa_path)
     init(sim, env)
     extra = (["--zmq-master-heartbeat", "1", "--zmq-worker-heartbeat", "1"]
@@ -52,6 +81,12 @@ def test_the_warm_propagator_runs_every_segment_inside_the_workers(
     # every segment ran in one of the two worker processes, each used again
     pids = worker_pids(sim)
     assert len(pids) == sum(counts) and len(set(pids)) <= 2, pids
+    # each worker's engines saw its own index and ran on its own core only
+    cpus = sorted(os.sched_getaffinity(0))
+    seen = probed_workers(sim)
+    assert set(seen) <= {0, 1} and seen, seen
+    for worker, lists in seen.items():
+        assert lists == {str(cpus[worker])}, seen
     log = (sim / "seg_logs" / f"{ITERATIONS:06d}-000000.log").read_text()
     assert "alpha" in log and "engine launched" in log, log
 

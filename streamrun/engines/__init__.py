@@ -9,12 +9,14 @@ from .base import EngineAdapter, find_executable
 from .gromacs import GromacsAdapter
 from .lammps import LammpsAdapter
 from .namd import NamdAdapter
+from .openmm import OpenMMAdapter
 
 #: Adapters by the name used in ``engine.name``.
 ADAPTERS: dict[str, EngineAdapter] = {
     "lammps": LammpsAdapter(),
     "gromacs": GromacsAdapter(),
     "namd": NamdAdapter(),
+    "openmm": OpenMMAdapter(),
 }
 
 __all__ = ["ADAPTERS", "EngineAdapter", "find_executable"]

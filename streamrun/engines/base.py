@@ -95,6 +95,12 @@ class EngineAdapter:
         None to let streamrun pick the last line that mentions an error."""
         return None
 
+    def structure_format(self, path) -> str | None:
+        """MDAnalysis format of a start structure in the engine's own format that
+        MDAnalysis cannot tell from its name (OpenMM state XML), or None to let
+        MDAnalysis guess. ``start_format`` in the config wins."""
+        return None
+
     def command(self, engine, executable: str, port: int) -> list[str]:
         """The engine's command line, streaming IMD on ``port``."""
         raise NotImplementedError
@@ -122,8 +128,10 @@ def find_executable(name: str) -> str | None:
         Absolute path, or None if not found.
     """
     if os.sep in name:
-        path = Path(name).expanduser()
-        return str(path.resolve()) if path.is_file() and os.access(path, os.X_OK) else None
+        # absolute, not resolved: a virtual environment's python is a symlink
+        # whose target runs outside the environment
+        path = Path(os.path.abspath(Path(name).expanduser()))
+        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
     beside = Path(sys.executable).parent / name
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)

@@ -31,7 +31,7 @@ __all__ = ["REGISTRY", "Coordinate", "Option", "register", "PcoordCalculator",
            "build_coordinate", "parse", "reference"]
 
 
-def parse(value, source, prefix, resolve_path):
+def parse(value, source, prefix, resolve_path, problems=None):
     """Check a ``pcoord:`` (or ``aux.<name>:``) list.
 
     Parameters
@@ -44,6 +44,9 @@ def parse(value, source, prefix, resolve_path):
         Key of the list, e.g. ``pcoord``.
     resolve_path : callable
         ``resolve_path(text, key)`` -> absolute Path of an existing file.
+    problems : list, optional
+        Record a bad item's ConfigError here and go on with the next item
+        (``streamrun check``), instead of raising.
 
     Returns
     -------
@@ -60,16 +63,24 @@ def parse(value, source, prefix, resolve_path):
                           key=prefix)
     out = []
     for i, item in enumerate(value):
-        key = f"{prefix}[{i}]"
-        if not isinstance(item, dict):
-            raise ConfigError("must be a mapping with a 'type'", source=source, key=key)
-        kind = item.get("type")
-        if not isinstance(kind, str) or kind not in REGISTRY:
-            shown = repr(kind)[:40]
-            raise ConfigError(f"type must be one of {', '.join(REGISTRY)}; got {shown}",
-                              source=source, key=f"{key}.type")
-        out.append((kind, key, REGISTRY[kind].parse(item, source, key, resolve_path)))
+        try:
+            out.append(_parse_item(item, source, f"{prefix}[{i}]", resolve_path))
+        except ConfigError as e:
+            if problems is None:
+                raise
+            problems.append(e)
     return out
+
+
+def _parse_item(item, source, key, resolve_path):
+    if not isinstance(item, dict):
+        raise ConfigError("must be a mapping with a 'type'", source=source, key=key)
+    kind = item.get("type")
+    if not isinstance(kind, str) or kind not in REGISTRY:
+        shown = repr(kind)[:40]
+        raise ConfigError(f"type must be one of {', '.join(REGISTRY)}; got {shown}",
+                          source=source, key=f"{key}.type")
+    return kind, key, REGISTRY[kind].parse(item, source, key, resolve_path)
 
 
 def reference(markdown=False) -> str:

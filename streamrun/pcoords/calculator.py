@@ -12,6 +12,7 @@ they run and put back afterwards.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -19,6 +20,38 @@ from ..errors import ConfigError, PcoordError
 from ..lazy import numpy as np
 from .base import REGISTRY, Frame
 from .pbc import WholeTracker
+
+
+#: Topologies parsed in this process, by file identity (see :func:`parsed_topology`).
+_TOPOLOGIES: dict = {}
+
+
+def parsed_topology(path, fmt=None, options=None):
+    """The parsed topology of ``path``, parsed once per process while the file,
+    its format and options are unchanged (a WESTPA worker on the warm path runs
+    many segments with one topology: only their start coordinates differ). Each
+    Universe gets its own copy.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+    fmt : str, optional
+        ``topology_format``.
+    options : dict, optional
+        ``topology_options`` (keyword arguments of the parser).
+    """
+    from MDAnalysis.core._get_readers import get_parser_for
+
+    options = dict(options or {})
+    st = path.stat()
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, fmt, repr(sorted(
+        options.items())))
+    if key not in _TOPOLOGIES:
+        with get_parser_for(str(path), format=fmt)(str(path)) as parser:
+            topology = parser.parse(**options)
+        _TOPOLOGIES.clear()  # one topology per simulation: keep the latest
+        _TOPOLOGIES[key] = topology
+    return _TOPOLOGIES[key]
 
 
 class PrepareContext:
@@ -50,6 +83,16 @@ class PrepareContext:
             group = universe.select_atoms(selection)
         except Exception as e:  # SelectionError, ValueError, NoDataError, ...
             reason = str(e)
+            missing = re.search(r"has no attribute '(\w+)'", reason)
+            if isinstance(e, AttributeError) and missing:
+                # MDAnalysis 2.x: 'Topology' object has no attribute 'names'
+                raise self.error(
+                    f"selection {selection!r}: the topology "
+                    f"'{self._calc.config.topology}' has no atom "
+                    f"{missing.group(1)} (it has: {_attributes(universe)}); select "
+                    f"with what it has (a LAMMPS data file: 'type 3', 'index 0', "
+                    f"'resid 1' for molecule IDs), or give a topology with "
+                    f"{missing.group(1)}", option) from None
             if "NoDataError" in type(e).__name__ or "has no" in reason:
                 hint = (f"the topology lacks what it refers to ({reason}); select "
                         f"with what the topology has (e.g. type, index, resid)")
@@ -70,6 +113,13 @@ class PrepareContext:
         fmt = getattr(self.coordinate, format_option, None) if format_option else None
         return self._calc.reference_universe(path, fmt, self.coordinate.key + "."
                                              + option)
+
+
+def _attributes(universe) -> str:
+    """The per-atom attributes a topology gave (names, types, masses, ...)."""
+    names = sorted({a.attrname for a in universe._topology.read_attributes}
+                   - {"indices", "resindices", "segindices"})
+    return ", ".join(names) or "nothing but positions"
 
 
 class PcoordCalculator:
@@ -140,7 +190,12 @@ class PcoordCalculator:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # MDAnalysis guesses; fine for pcoords
             try:
-                return mda.Universe(str(config.topology), *coords, **kwargs)
+                if not coords:  # the topology file's own coordinates
+                    return mda.Universe(str(config.topology), **kwargs)
+                topology = parsed_topology(config.topology, config.topology_format,
+                                           config.topology_options)
+                kwargs.pop("topology_format", None)
+                return mda.Universe(topology.copy(), *coords, **kwargs)
             except Exception as e:
                 what = f"topology '{config.topology}'" + (
                     f" with structure '{structure}'" if coords else "")

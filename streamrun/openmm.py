@@ -1,0 +1,409 @@
+"""Stream an OpenMM simulation over IMD v3, for streamrun (``engine.name: openmm``).
+
+OpenMM has no IMD server in any release. :class:`IMDReporter` is one: an OpenMM
+reporter (``describeNextReport`` / ``report``) that serves one IMD v3 client. An
+OpenMM script that streamrun runs adds it in one line and steps as many steps as
+streamrun asks::
+
+    import streamrun.openmm
+
+    simulation.reporters.append(streamrun.openmm.reporter())
+    simulation.step(streamrun.openmm.nsteps())
+
+What the reporter does, in order:
+
+- Before the first step it listens on the loopback interface only (127.0.0.1,
+  never another interface), on a port the operating system picks, and prints one
+  line with that port (:data:`READY_LINE`); then it waits for one client, sends
+  the IMD v3 handshake and session info, and waits for the client's ``IMD_GO``.
+  The listening socket is closed once a client said go: nobody else can connect.
+- Every ``frame_interval`` steps after the first (the start point is not sent) it
+  sends the time (ps), the box vectors (Å) and the positions (Å) of every atom,
+  as OpenMM gives them with ``enforcePeriodicBox=False``: molecules stay whole and
+  atoms are never re-wrapped. Nothing else is announced or sent (no energies,
+  velocities or forces).
+- ``IMD_PAUSE`` from the client blocks :meth:`IMDReporter.report` (so the
+  simulation) until ``IMD_RESUME``: a client whose buffer is full loses no frame.
+- Forces from the client (``IMD_MDCOMM``) are read and ignored, as are rate
+  changes (``IMD_TRATE``): nothing the client sends changes the simulation.
+- After ``nsteps`` steps (the last frame), or when the client disconnects, the
+  reporter stops streaming and closes the connection; the simulation goes on to
+  the end of the script (which saves its state).
+
+The wire format is imdclient's (:mod:`imdclient.IMDProtocol`, whose header types
+and helpers are used here); all numbers in this machine's byte order, which the
+client learns from the handshake.
+
+This module must stay light: it runs inside the user's OpenMM script, so it
+imports neither MDAnalysis nor the rest of streamrun (only the standard library,
+numpy and imdclient's protocol module).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import struct
+import sys
+import threading
+
+#: Environment variables streamrun sets for the script (see :func:`reporter`).
+PORT_VAR = "STREAMRUN_OPENMM_PORT"
+INTERVAL_VAR = "STREAMRUN_FRAME_INTERVAL"
+NSTEPS_VAR = "STREAMRUN_NSTEPS"
+VARIABLES_VAR = "STREAMRUN_VARIABLES"
+
+#: The loopback address: the only one the reporter listens on.
+HOST = "127.0.0.1"
+#: Printed (and flushed) once the reporter accepts its client; streamrun waits for it.
+READY_LINE = "streamrun.openmm: IMD v3 listening on {host} port {port}"
+#: Lines the reporter prints for streamrun's log (and its checks).
+PREFIX = "streamrun.openmm:"
+#: Seconds the reporter waits for the client's IMD_GO after its handshake.
+GO_TIMEOUT = 60.0
+
+_ENDIAN = "<" if sys.byteorder == "little" else ">"
+
+
+def _protocol():
+    from imdclient.IMDProtocol import IMDHeaderType, create_header_bytes
+
+    return IMDHeaderType, create_header_bytes
+
+
+class ClientGone(Exception):
+    """The IMD client disconnected (or its connection broke)."""
+
+
+class IMDReporter:
+    """An OpenMM reporter that streams frames to one IMD v3 client.
+
+    Parameters
+    ----------
+    frame_interval : int
+        MD steps between frames; the first frame is ``frame_interval`` steps after
+        the step at which the reporter is first asked (the start point is not sent).
+    nsteps : int, optional
+        Steps of the segment: after the frame at ``nsteps`` the connection is
+        closed and nothing more is sent. None streams until the script ends.
+    port : int
+        Port on 127.0.0.1; 0 (the default) lets the operating system pick a free
+        one, which is printed in the readiness line.
+    accept_timeout : float, optional
+        Seconds to wait for a client before the first step; None waits for ever
+        (streamrun connects within milliseconds and stops the script if it fails).
+    out : file-like, optional
+        Where the reporter's lines go (default ``sys.stdout``, flushed per line).
+
+    Notes
+    -----
+    Only :meth:`describeNextReport`, :meth:`report` and :meth:`close` are meant to
+    be called; OpenMM calls the first two. One reporter serves one client once.
+    """
+
+    def __init__(self, frame_interval: int, nsteps: int | None = None, port: int = 0,
+                 accept_timeout: float | None = None, out=None):
+        if int(frame_interval) < 1:
+            raise ValueError(f"frame_interval must be >= 1, got {frame_interval}")
+        if nsteps is not None and int(nsteps) % int(frame_interval):
+            raise ValueError(f"nsteps ({nsteps}) must be a multiple of frame_interval "
+                             f"({frame_interval}) so that the last step is streamed")
+        self.frame_interval = int(frame_interval)
+        self.nsteps = None if nsteps is None else int(nsteps)
+        self.port = int(port)
+        self.accept_timeout = accept_timeout
+        self._out = out
+        self._conn: socket.socket | None = None
+        self._first_step: int | None = None
+        self._done = False
+        self._paused = False
+        self._warned: set[str] = set()
+        #: Frames sent so far.
+        self.frames = 0
+
+    # -- OpenMM's reporter interface ------------------------------------------
+    def describeNextReport(self, simulation):
+        """Steps to the next frame (OpenMM's 6-tuple: positions, not wrapped).
+
+        The first call listens, prints the readiness line and waits for the
+        client, before the simulation takes its first step.
+        """
+        if self._first_step is None:
+            self._first_step = simulation.currentStep
+            self._serve()
+        if self._done:
+            return (0, False, False, False, False, False)
+        done = simulation.currentStep - self._first_step
+        if self.nsteps is not None and done >= self.nsteps:
+            return (0, False, False, False, False, False)
+        return (self.frame_interval - done % self.frame_interval,
+                True, False, False, False, False)
+
+    def report(self, simulation, state):
+        """Send one frame (time, box, positions); blocks while the client paused."""
+        if self._done or self._conn is None:
+            return
+        import numpy as np
+
+        step = simulation.currentStep
+        try:
+            self._handle_messages(block=False, step=step)
+            while self._paused:
+                self._handle_messages(block=True, step=step)
+            positions = state.getPositions(asNumpy=True)
+            box = state.getPeriodicBoxVectors(asNumpy=True)
+            dt = simulation.integrator.getStepSize()
+            self._conn.sendall(self._frame(
+                _value(dt), _value(state.getTime()), step,
+                np.asarray(_value(box), dtype=np.float64) * 10.0,
+                np.asarray(_value(positions), dtype=np.float64) * 10.0))
+            self.frames += 1
+        except ClientGone as e:
+            self._say(f"IMD client left at step {step} after {self.frames} frames "
+                      f"({e}); streaming stopped")
+            self._finish(drain=False)
+            return
+        except OSError as e:
+            self._say(f"IMD client left at step {step} after {self.frames} frames "
+                      f"({e.strerror or e}); streaming stopped")
+            self._finish(drain=False)
+            return
+        if self.nsteps is not None and step - self._first_step >= self.nsteps:
+            self._say(f"sent {self.frames} frames (last at step {step}); "
+                      f"IMD stream closed")
+            self._finish(drain=True)
+
+    def close(self):
+        """Close the connection (no more frames). Safe to call more than once."""
+        self._finish(drain=False)
+
+    # -- connection -------------------------------------------------------------
+    def _say(self, text):
+        out = self._out or sys.stdout
+        print(f"{PREFIX} {text}", file=out, flush=True)
+
+    def _serve(self):
+        """Listen on loopback, print the readiness line, handshake with one client."""
+        IMDHeaderType, header = _protocol()
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            listener.bind((HOST, self.port))
+            listener.listen(1)
+            listener.settimeout(self.accept_timeout)
+            port = listener.getsockname()[1]
+            self._say(READY_LINE.format(host=HOST, port=port)[len(PREFIX) + 1:])
+            while True:
+                try:
+                    conn, peer = listener.accept()
+                except socket.timeout:
+                    raise TimeoutError(
+                        f"no IMD client connected to {HOST}:{port} within "
+                        f"{self.accept_timeout:g} s") from None
+                self._say(f"IMD client connected from {peer[0]}:{peer[1]}")
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn.sendall(struct.pack("!i", IMDHeaderType.IMD_HANDSHAKE.value)
+                             + struct.pack(f"{_ENDIAN}i", 3))
+                # what imdclient 0.2.4 reads: time, energies, box, positions,
+                # wrapped positions, velocities, forces (one byte each)
+                conn.sendall(header(IMDHeaderType.IMD_SESSIONINFO, 7)
+                             + struct.pack(f"{_ENDIAN}7B", 1, 0, 1, 1, 0, 0, 0))
+                if self._await_go(conn):
+                    self._conn = conn
+                    return
+                self._say(f"no IMD_GO from the client within {GO_TIMEOUT:g} s; "
+                          f"dropped it, waiting for another")
+                conn.close()
+        finally:
+            listener.close()  # one client: nobody else can connect
+
+    def _await_go(self, conn) -> bool:
+        IMDHeaderType, _ = _protocol()
+        conn.settimeout(GO_TIMEOUT)
+        try:
+            kind, _ = _read_header(conn)
+        except (OSError, ClientGone, ValueError):
+            return False
+        finally:
+            conn.settimeout(None)
+        return kind == IMDHeaderType.IMD_GO.value
+
+    def _handle_messages(self, block, step):
+        """Read what the client sent: pause/resume, disconnect; ignore the rest."""
+        IMDHeaderType, _ = _protocol()
+        T = IMDHeaderType
+        while True:
+            ready, _, _ = select.select([self._conn], [], [], None if block else 0)
+            if not ready:
+                return
+            kind, length = _read_header(self._conn)
+            if kind == T.IMD_PAUSE.value:
+                if not self._paused:
+                    self._say(f"paused by the IMD client at step {step}")
+                self._paused = True
+            elif kind == T.IMD_RESUME.value:
+                if self._paused:
+                    self._say(f"resumed by the IMD client at step {step}")
+                self._paused = False
+            elif kind == T.IMD_DISCONNECT.value:
+                raise ClientGone("it sent IMD_DISCONNECT")
+            elif kind == T.IMD_KILL.value:
+                raise ClientGone("it sent IMD_KILL; the simulation goes on")
+            elif kind == T.IMD_MDCOMM.value:
+                # n atom indices (int32) then n forces (3 float32 each)
+                _read_exact(self._conn, 16 * max(length, 0))
+                self._warn_once("forces", "ignored forces sent by the IMD client "
+                                "(this reporter never applies forces)")
+            elif kind in (T.IMD_TRATE.value, T.IMD_WAIT.value, T.IMD_GO.value):
+                self._warn_once(str(kind), f"ignored IMD message type {kind} from "
+                                f"the client (the frame interval is fixed)")
+            else:
+                raise ClientGone(f"it sent an unexpected IMD message type {kind}")
+            if block:
+                return
+
+    def _warn_once(self, key, text):
+        if key not in self._warned:
+            self._warned.add(key)
+            self._say(text)
+
+    def _frame(self, dt, time, step, box, positions) -> bytes:
+        import numpy as np
+
+        IMDHeaderType, header = _protocol()
+        f32 = np.dtype(f"{_ENDIAN}f4")
+        return b"".join((
+            header(IMDHeaderType.IMD_TIME, 1),
+            struct.pack(f"{_ENDIAN}ddq", dt, time, step),
+            header(IMDHeaderType.IMD_BOX, 1),
+            np.ascontiguousarray(box, dtype=f32).tobytes(),
+            header(IMDHeaderType.IMD_FCOORDS, len(positions)),
+            np.ascontiguousarray(positions, dtype=f32).tobytes()))
+
+    def _finish(self, drain):
+        """Stop streaming. ``drain``: end the stream with a FIN and keep reading
+        what the client still sends until it closes, so that a late IMD_PAUSE is
+        never answered with a reset that would discard frames it has not read."""
+        self._done = True
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if not drain:
+            conn.close()
+            return
+        try:
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            conn.close()
+            return
+        threading.Thread(target=_drain, args=(conn,), daemon=True,
+                         name="streamrun-imd-drain").start()
+
+
+def _drain(conn):
+    try:
+        while conn.recv(4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def _value(quantity):
+    """A number (or array) of an OpenMM Quantity in OpenMM's units (nm, ps)."""
+    return getattr(quantity, "_value", quantity)
+
+
+def _read_exact(conn, n) -> bytes:
+    data = bytearray()
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            raise ClientGone("its connection closed")
+        data += chunk
+    return bytes(data)
+
+
+def _read_header(conn) -> tuple[int, int]:
+    kind, length = struct.unpack("!ii", _read_exact(conn, 8))
+    return kind, length
+
+
+# -- for the user's script ------------------------------------------------------
+def _env_int(name, value, what):
+    if value is not None:
+        return int(value)
+    raw = os.environ.get(name)
+    if raw is None:
+        raise RuntimeError(
+            f"{name} is not set: this script is not run by streamrun. Run it with "
+            f"'streamrun run' (engine.name: openmm), or give {what}=... here")
+    try:
+        return int(raw)
+    except ValueError:
+        raise RuntimeError(f"{name} is {raw!r}, not an integer") from None
+
+
+def reporter(frame_interval: int | None = None, nsteps: int | None = None,
+             port: int | None = None, **kwargs) -> IMDReporter:
+    """The IMD reporter streamrun asked for, from the environment it set.
+
+    Parameters
+    ----------
+    frame_interval, nsteps, port : int, optional
+        Override ``STREAMRUN_FRAME_INTERVAL``, ``STREAMRUN_NSTEPS`` and
+        ``STREAMRUN_OPENMM_PORT`` (to run the script without streamrun, e.g.
+        against imdclient). Without streamrun and without ``nsteps``, frames
+        stream until the script ends.
+    **kwargs
+        Passed to :class:`IMDReporter` (``accept_timeout``, ``out``).
+
+    Returns
+    -------
+    IMDReporter
+        Add it with ``simulation.reporters.append(...)``.
+    """
+    interval = _env_int(INTERVAL_VAR, frame_interval, "frame_interval")
+    if nsteps is None and os.environ.get(NSTEPS_VAR) is not None:
+        nsteps = _env_int(NSTEPS_VAR, None, "nsteps")
+    if port is None:
+        port = int(os.environ.get(PORT_VAR, "0"))
+    return IMDReporter(interval, nsteps=nsteps, port=port, **kwargs)
+
+
+def nsteps(default: int | None = None) -> int:
+    """MD steps streamrun asks for (``engine.nsteps``): ``simulation.step(nsteps())``.
+
+    ``default`` is used when the script is run without streamrun.
+    """
+    if os.environ.get(NSTEPS_VAR) is None and default is not None:
+        return int(default)
+    return _env_int(NSTEPS_VAR, None, "default")
+
+
+def frame_interval(default: int | None = None) -> int:
+    """MD steps between streamed frames (``engine.frame_interval``), e.g. for a
+    DCDReporter that writes the streamed frames too."""
+    if os.environ.get(INTERVAL_VAR) is None and default is not None:
+        return int(default)
+    return _env_int(INTERVAL_VAR, None, "default")
+
+
+def variable(name: str, default: str | None = None) -> str:
+    """The value of ``engine.variables.<name>`` (e.g. ``seed``, ``start``), as text.
+
+    Raises
+    ------
+    KeyError
+        If streamrun did not set it and no ``default`` is given.
+    """
+    values = json.loads(os.environ.get(VARIABLES_VAR) or "{}")
+    if name in values:
+        return values[name]
+    if default is not None:
+        return default
+    raise KeyError(f"engine.variables.{name} is not set in streamrun's config "
+                   f"(known: {', '.join(values) or 'none'}); add it, or give a "
+                   f"default here")
