@@ -16,6 +16,6 @@ cp ../start.data bstates/start.data     # the basis state: Na-Cl 5.4 Å apart
 # plugins, pcoord_len/ndim, the basis states' pcoords): all problems, then stop.
 streamrun check --bstate-file bstates/bstates.txt
 
-w_init --bstate-file bstates/bstates.txt "$@" 2>&1 | tee w_init.log
+w_init --bstate-file bstates/bstates.txt "$@" 2>&1 | tee -i w_init.log
 # w_init exits 0 after failures (a NaN pcoord, failed segments): fail here.
 streamrun check --results west.h5 --log w_init.log

@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export WEST_SIM_ROOT="$PWD"
 
-w_run --work-manager processes --n-workers 2 "$@" 2>&1 | tee w_run.log
+w_run --work-manager processes --n-workers 2 "$@" 2>&1 | tee -i w_run.log
 # w_run exits 0 after failures (a NaN pcoord, failed segments): fail here.
 streamrun check --results west.h5 --log w_run.log
