@@ -130,7 +130,8 @@ def make_sims(work: Path, walkers: int, iterations: int, nsteps: int, every: int
         text = yaml.safe_dump(MINIMAL_WEST_CFG, sort_keys=False)
         source = "built-in minimal west.cfg (example westpa/ folder missing)"
     # text edits, so that the file stays as shipped otherwise (tags, comments)
-    text = edit(text, r"^(\s*)boundaries:\s*\n\s*- \[.*\]", r"\1boundaries:\n\1  - [0.0, 'inf']")
+    text = edit(text, r"^(\s*)boundaries:\s*\n(?:\s*#.*\n)*\s*- \[.*\]",
+                r"\1boundaries:\n\1  - [0.0, 'inf']")
     text = edit(text, r"^(\s*bin_target_counts:)\s*\d+", rf"\g<1> {walkers}")
     text = edit(text, r"^(\s*pcoord_len:)\s*\d+", rf"\g<1> {nsteps // every + 1}")
     text = edit(text, r"^(\s*max_total_iterations:)\s*\d+", rf"\g<1> {iterations}")
