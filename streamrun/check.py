@@ -403,6 +403,7 @@ def _check_segment(where, system, states, environ, sim_root, scratch, parent,
     from .config import load
     from .engines import ADAPTERS
     from .engines.base import resolve_executable
+    from .segment import made_by_prepare
 
     env = segment_environ(environ, sim_root, scratch, parent, where.west)
     stand = ", ".join(f"{k}={env[k]}" for k in (
@@ -445,8 +446,8 @@ def _check_segment(where, system, states, environ, sim_root, scratch, parent,
     start = _start_of(config)
     if files_failed and start is not None and not Path(start).exists():
         return  # row 0 would read a file that files: did not set up (reported)
-    if start is not None and not Path(start).exists() and config.prepare and \
-            Path(start).parent == config.engine.workdir and parent is not None:
+    if made_by_prepare(config) and Path(start).parent == config.engine.workdir \
+            and parent is not None:
         # made by a prepare command (e.g. grompp's seg.tpr): for a new trajectory
         # it holds the basis state's coordinates
         report.say(f"  start:     {Path(start).name} is made by a prepare command; "

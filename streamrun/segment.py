@@ -568,7 +568,7 @@ def before_set_up(config):
                                 ADAPTERS[config.engine.name])
 
 
-def _made_by_prepare(config) -> bool:
+def made_by_prepare(config) -> bool:
     """True when the start structure is a file a prepare command makes (GROMACS'
     seg.tpr), which a run that sets nothing up cannot read."""
     start = before_set_up(config).start
@@ -580,7 +580,7 @@ def describe(config) -> str:
     made by a prepare command is not read: the columns come from the topology's
     coordinates instead."""
     base = before_set_up(config)
-    if _made_by_prepare(config):
+    if made_by_prepare(config):
         base = dataclasses.replace(base, start=None)
     calculator = PcoordCalculator(base)
     lines = plan(config)
@@ -611,7 +611,7 @@ def plan(config, executable=None) -> list[str]:
         lines.append("prepare:     " + c.rstrip().replace("\n", "\n" + " " * 13))
     lines += [f"topology:    {config.topology}",
               f"start:       {config.start or config.topology} (row 0"
-              + (", made by prepare)" if _made_by_prepare(config) else ")"),
+              + (", made by prepare)" if made_by_prepare(config) else ")"),
               f"rows:        {config.rows} (row 0 from the start structure + "
               f"{config.rows - 1} streamed frames, one every "
               f"{config.engine.frame_interval} steps)"]
