@@ -649,7 +649,12 @@ def _watch(config, engine, reader, expected, progress, check_parent=None, port=N
         if folders is not None:
             folders.check()
         if engine.foreign_client_line is not None:
-            _refuse_foreign_client(engine, port)
+            # A "client detached" line is also what the engine logs when streamrun's
+            # own socket closes, e.g. after imdclient refused the frame size: a
+            # reader that failed explains the line, and its error is the one to tell.
+            reader.join(1.0)
+            if reader.error is None:
+                _refuse_foreign_client(engine, port)
         computing = reader.computing
         if computing is not None and \
                 time.monotonic() - computing[0] > config.pcoord_timeout:
