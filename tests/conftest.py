@@ -1,8 +1,9 @@
 """Shared fixtures: real engines, the example systems, and the orphan check.
 
 Tests that need an engine program skip with a visible reason when it is absent,
-unless ``STREAMRUN_REQUIRE_ENGINES`` names it (CI sets ``lammps,gromacs``): then a missing
-engine fails the test instead of skipping it.
+unless ``STREAMRUN_REQUIRE_ENGINES`` names it (CI sets
+``lammps,gromacs,westpa,openmm``): then a missing engine fails the test instead of
+skipping it.
 """
 
 import os
