@@ -135,7 +135,7 @@ def measure(work, natoms, frames):
     import MDAnalysis  # noqa: F401 - imported once, not in the first start-up time
 
     from streamrun.config import load
-    from streamrun.pcoords import PcoordCalculator
+    from streamrun.segment import calculator_for
     from streamrun.pcoords.pbc import WholeTracker
 
     length = box_length(natoms)
@@ -159,7 +159,7 @@ def measure(work, natoms, frames):
     out = {"coordinates": {}, "follow": {}}
     for name in [*COORDINATES, "target"]:
         t0 = time.perf_counter()
-        calc = PcoordCalculator(load(work / f"pc{natoms}_{name}.yaml"))
+        calc = calculator_for(load(work / f"pc{natoms}_{name}.yaml"))
         calc.start_row()
         setup = time.perf_counter() - t0
         times = []
@@ -304,7 +304,7 @@ def run(args, work, say):
                              "100k/25k", "start-up s 25k", "start-up s 100k"])
     text += (f"\n\nms: median over {in_process} frames (in-process) or a stream, "
              f"median of {repeats} repeats. whole atoms: atoms WholeTracker follows "
-             f"for it. start-up: PcoordCalculator(config) + start_row(), once per "
+             f"for it. start-up: calculator_for(config) + start_row(), once per "
              f"segment.\n\n")
 
     # table 2: the target

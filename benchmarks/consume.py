@@ -80,10 +80,10 @@ def main(mode, config_path):
         t1, c1 = time.perf_counter(), cpu()
         error = None if frames == expected else f"{frames} of {expected} frames"
     else:
-        from streamrun.pcoords import PcoordCalculator
+        from streamrun.segment import calculator_for
         from streamrun.stream import FrameReader, connect
 
-        calculator = PcoordCalculator(config)
+        calculator = calculator_for(config)
         calculator.start_row()
         n_atoms = calculator.n_atoms
         buffer_bytes = _buffer_bytes(config, n_atoms, expected)

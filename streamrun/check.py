@@ -497,19 +497,41 @@ def _row0(config, report, what):
         _plugins(config, report)  # what can be checked without a Universe
         return None  # the rest was reported by the config
     config = before_set_up(config)
+    boundaries = None
+    if config.mode == "segment" and _told_at_launch(config):
+        # an OpenMM System: check the selections, but show no values that a
+        # periodic box (or its absence) could change
+        from .boundaries import Boundaries
+
+        boundaries = Boundaries((False, False, False), "a stand-in")
+        report.say("  row 0:     computed when the engine runs (the OpenMM System "
+                   "tells whether it is periodic); set engine.periodic: xyz or none "
+                   "to see it here")
     try:
-        calculator, row = _calculator(config)
+        calculator, row = _calculator(config, boundaries)
+        if boundaries is not None:
+            return None
     except ConfigError as e:
         if not (e.key or "").startswith(("pcoord[", "aux.")):
             report.problem(e)
             return None
         # a coordinate failed: try each alone, to report every bad one
-        _each_coordinate(config, report)
+        _each_coordinate(config, report, boundaries)
         return None
     except StreamrunError as e:
         report.problem(f"{what}: {e}" if what not in str(e) else e)
         return None
     return calculator.split(row[None])["pcoord"][0]
+
+
+def _told_at_launch(config) -> bool:
+    """True when only the running engine can tell the periodic boundaries."""
+    from .engines import ADAPTERS
+
+    try:
+        return ADAPTERS[config.engine.name].boundaries(config) is None
+    except StreamrunError:
+        return False  # reported with row 0
 
 
 def _plugins(config, report):
@@ -526,7 +548,7 @@ def _plugins(config, report):
                 report.problem(e)
 
 
-def _each_coordinate(config, report):
+def _each_coordinate(config, report, boundaries=None):
     from .segment import _calculator
 
     specs = [("pcoord", s) for s in config.pcoords] + \
@@ -538,7 +560,7 @@ def _each_coordinate(config, report):
                                                           config.aux[dataset][1])},
             system=None)
         try:
-            _calculator(one)
+            _calculator(one, boundaries)
         except StreamrunError as e:
             report.problem(e)
 

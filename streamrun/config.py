@@ -50,6 +50,10 @@ ENGINE_KEYS = {
     "frame_interval": "MD steps between streamed frames",
     "workdir": "folder the engine runs in (default: the current folder)",
     "ready_timeout": "seconds to wait for the engine to accept IMD (default 300)",
+    "periodic": "which box dimensions the engine treats as periodic: auto (default: "
+    "read from the engine's input, e.g. LAMMPS boundary, GROMACS pbc, the OpenMM "
+    "System), xyz, none, or the periodic axes (xy, z, ...); set it where the input "
+    "cannot tell (a boundary given by a variable, a LAMMPS restart)",
     "accept_fixed_box": "accept minimum-image distances computed with the start "
     "structure's box under pressure coupling, when the stream has no box "
     "(GROMACS IMD v2); default false",
@@ -115,6 +119,7 @@ class EngineConfig:
     launcher: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     listener: str = "tree"
+    periodic: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -487,6 +492,7 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
         env=soft(_engine_env, eng.get("env"), ctx, default={}),
         listener=soft(_choice, eng.get("listener", "tree"), "engine.listener", source,
                       LISTENER_CHECKS, default="tree"),
+        periodic=soft(_periodic, eng.get("periodic", "auto"), source, default="auto"),
     )
     if engine_input is not False:  # an unreadable input was reported already
         soft(ADAPTERS[name].check_config, engine, source)
@@ -626,6 +632,22 @@ def _choice(value, key, source, allowed):
         raise ConfigError(f"must be {' or '.join(allowed)}, got {short(value)}",
                           source=source, key=key)
     return value
+
+
+def _periodic(value, source):
+    """``engine.periodic``: auto, none, or the periodic axes (normalised to xyz order)."""
+    from .boundaries import AUTO, axes_text, parse_axes
+
+    if value is False or value is None:  # YAML reads 'no' / 'none' loosely
+        value = "none"
+    text = str(value).strip().lower()
+    if text == AUTO:
+        return AUTO
+    flags = parse_axes(text) if isinstance(value, str) else None
+    if flags is None:
+        raise ConfigError(f"must be auto, xyz, none or the periodic axes (e.g. xy), "
+                          f"got {short(value)}", source=source, key="engine.periodic")
+    return axes_text(flags)
 
 
 def _cores(value, ctx):

@@ -17,8 +17,12 @@ What the reporter does, in order:
   line with that port (:data:`READY_LINE`); then it waits for one client, sends
   the IMD v3 handshake and session info, and waits for the client's ``IMD_GO``.
   The listening socket is closed once a client said go: nobody else can connect.
+- The readiness line says whether the System has periodic boundaries
+  (``System.usesPeriodicBoundaryConditions()``); without them no box is announced
+  in the session info and none is sent (OpenMM's default 2 nm box of such a
+  System is no period), so streamrun computes plain Cartesian values.
 - Every ``frame_interval`` steps after the first (the start point is not sent) it
-  sends the time (ps), the box vectors (Å) and the positions (Å) of every atom,
+  sends the time (ps), the box vectors (Å, periodic Systems) and the positions (Å) of every atom,
   as OpenMM gives them with ``enforcePeriodicBox=False``: molecules stay whole and
   atoms are never re-wrapped. Nothing else is announced or sent (no energies,
   velocities or forces).
@@ -58,7 +62,8 @@ VARIABLES_VAR = "STREAMRUN_VARIABLES"
 #: The loopback address: the only one the reporter listens on.
 HOST = "127.0.0.1"
 #: Printed (and flushed) once the reporter accepts its client; streamrun waits for it.
-READY_LINE = "streamrun.openmm: IMD v3 listening on {host} port {port}"
+READY_LINE = ("streamrun.openmm: IMD v3 listening on {host} port {port} "
+              "(periodic box: {periodic})")
 #: Lines the reporter prints for streamrun's log (and its checks).
 PREFIX = "streamrun.openmm:"
 #: Seconds the reporter waits for the client's IMD_GO after its handshake.
@@ -120,6 +125,7 @@ class IMDReporter:
         self._done = False
         self._paused = False
         self._warned: set[str] = set()
+        self._periodic = True
         #: Frames sent so far.
         self.frames = 0
 
@@ -132,6 +138,7 @@ class IMDReporter:
         """
         if self._first_step is None:
             self._first_step = simulation.currentStep
+            self._periodic = bool(simulation.system.usesPeriodicBoundaryConditions())
             self._serve()
         if self._done:
             return (0, False, False, False, False, False)
@@ -153,11 +160,13 @@ class IMDReporter:
             while self._paused:
                 self._handle_messages(block=True, step=step)
             positions = state.getPositions(asNumpy=True)
-            box = state.getPeriodicBoxVectors(asNumpy=True)
+            box = None
+            if self._periodic:
+                box = np.asarray(_value(state.getPeriodicBoxVectors(asNumpy=True)),
+                                 dtype=np.float64) * 10.0
             dt = simulation.integrator.getStepSize()
             self._conn.sendall(self._frame(
-                _value(dt), _value(state.getTime()), step,
-                np.asarray(_value(box), dtype=np.float64) * 10.0,
+                _value(dt), _value(state.getTime()), step, box,
                 np.asarray(_value(positions), dtype=np.float64) * 10.0))
             self.frames += 1
         except ClientGone as e:
@@ -193,7 +202,8 @@ class IMDReporter:
             listener.listen(1)
             listener.settimeout(self.accept_timeout)
             port = listener.getsockname()[1]
-            self._say(READY_LINE.format(host=HOST, port=port)[len(PREFIX) + 1:])
+            self._say(READY_LINE.format(host=HOST, port=port, periodic="yes" if
+                                        self._periodic else "no")[len(PREFIX) + 1:])
             while True:
                 try:
                     conn, peer = listener.accept()
@@ -208,7 +218,8 @@ class IMDReporter:
                 # what imdclient 0.2.4 reads: time, energies, box, positions,
                 # wrapped positions, velocities, forces (one byte each)
                 conn.sendall(header(IMDHeaderType.IMD_SESSIONINFO, 7)
-                             + struct.pack(f"{_ENDIAN}7B", 1, 0, 1, 1, 0, 0, 0))
+                             + struct.pack(f"{_ENDIAN}7B", 1, 0, int(self._periodic),
+                                           1, 0, 0, 0))
                 if self._await_go(conn):
                     self._conn = conn
                     return
@@ -273,11 +284,13 @@ class IMDReporter:
 
         IMDHeaderType, header = _protocol()
         f32 = np.dtype(f"{_ENDIAN}f4")
+        boxed = () if box is None else (
+            header(IMDHeaderType.IMD_BOX, 1),
+            np.ascontiguousarray(box, dtype=f32).tobytes())
         return b"".join((
             header(IMDHeaderType.IMD_TIME, 1),
             struct.pack(f"{_ENDIAN}ddq", dt, time, step),
-            header(IMDHeaderType.IMD_BOX, 1),
-            np.ascontiguousarray(box, dtype=f32).tobytes(),
+            *boxed,
             header(IMDHeaderType.IMD_FCOORDS, len(positions)),
             np.ascontiguousarray(positions, dtype=f32).tobytes()))
 

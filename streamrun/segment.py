@@ -64,6 +64,8 @@ class SegmentResult:
     launch_seconds: float | None = None
     #: streamed frames that make no row (GROMACS' step 0: the start point again)
     skipped: int = 0
+    #: what the engine treats as periodic, and where that came from
+    periodic: str = ""
 
     @property
     def alpha(self) -> float:
@@ -89,7 +91,8 @@ class SegmentResult:
                 f"start structure{skipped}); wall {self.wall_seconds:.2f} s, stream "
                 f"{self.stream_seconds:.2f} s ({rate:.1f} frames/s), pcoord compute "
                 f"{self.compute_seconds:.2f} s{paused}; alpha {self.alpha:.2f} "
-                f"(pcoord / stream){launched}")
+                f"(pcoord / stream){launched}"
+                + (f"; periodic: {self.periodic}" if self.periodic else ""))
 
 
 @contextlib.contextmanager
@@ -329,6 +332,8 @@ def run_segment(config, log=lambda msg: None, progress=None,
             for path in (config.output, *(p for _, p in config.aux.values())):
                 discard_stale(path)
             set_up(config, config.log, env_for_engine(config.engine, adapter))
+            # None: only the launched engine tells (an OpenMM System)
+            known = adapter.boundaries(config)
             folders = FolderWatch({"engine.workdir": config.engine.workdir,
                                    "output": config.output.parent,
                                    "log": config.log.parent})
@@ -337,10 +342,15 @@ def run_segment(config, log=lambda msg: None, progress=None,
             built = {}
             launch_time = None
 
-            def build():  # while the engine starts; bad selections/plugins fail here
+            def build(boundaries=known):
+                # while the engine starts; bad selections/plugins fail here
                 nonlocal launch_time
-                launch_time = startup + (time.monotonic() - t_start)
-                built["calculator"], built["row0"] = _calculator(config)
+                if launch_time is None:
+                    launch_time = startup + (time.monotonic() - t_start)
+                if boundaries is None:  # the engine tells at launch: load meanwhile
+                    _warm_up(config)
+                    return
+                built["calculator"], built["row0"] = _calculator(config, boundaries)
                 blas.enter_context(_one_blas_thread())  # numpy is loaded by now
 
             launches = 0
@@ -351,6 +361,15 @@ def run_segment(config, log=lambda msg: None, progress=None,
                     meanwhile=None if built else build)
                 attempt.engine = engine
                 launches += n
+                if not built:
+                    announced = adapter.check_launch_boundaries(config,
+                                                                engine.ready_details)
+                    if announced is None:
+                        raise ConfigError(
+                            "the engine did not say which dimensions are periodic; "
+                            "set engine.periodic (xyz or none)", source=config.source,
+                            key="engine.periodic")
+                    build(announced)
                 calculator, row0 = built["calculator"], built["row0"]
                 if config.trajectory is not None and sink is None:
                     sink = TrajectorySink(config.trajectory, calculator.universe,
@@ -400,7 +419,8 @@ def run_segment(config, log=lambda msg: None, progress=None,
                 port=port, launches=launches, column_names=calculator.column_names(),
                 column_labels=calculator.column_labels(),
                 paused_seconds=engine.paused_seconds, pauses=engine.pauses,
-                launch_seconds=launch_time, skipped=adapter.leading_frames)
+                launch_seconds=launch_time, skipped=adapter.leading_frames,
+                periodic=calculator.boundaries.describe())
             # the engine log (and WESTPA's log return) ends with the telemetry too
             with contextlib.suppress(OSError), open(config.log, "a") as f:
                 f.write(f"\nstreamrun: {result.summary()}\n")
@@ -482,9 +502,62 @@ class _Attempt:
         self.engine = self.reservation = self.client = self.reader = None
 
 
-def _calculator(config):
+def boundaries_before_launch(config):
+    """The engine's periodic boundaries for a structure read without running the
+    engine (get_pcoord, check, the dry run).
+
+    Raises
+    ------
+    ConfigError
+        The engine tells them only when it runs (an OpenMM System) and
+        ``engine.periodic`` is not set.
+    """
+    adapter = ADAPTERS[config.engine.name]
+    found = adapter.boundaries(config)
+    if found is None:
+        raise ConfigError(f"{adapter.name} tells whether the system is periodic only "
+                          f"when the engine runs, and this reads a structure without "
+                          f"running it; set engine.periodic (xyz for a periodic box, "
+                          f"none for implicit solvent or vacuum)", source=config.source,
+                          key="engine.periodic")
+    return found
+
+
+def calculator_for(config) -> PcoordCalculator:
+    """A pcoord calculator for ``config`` under the engine's boundaries as its
+    input tells them (:func:`boundaries_before_launch`)."""
+    return PcoordCalculator(config, boundaries_before_launch(config))
+
+
+def describe_boundaries(config) -> str:
+    """The ``periodic:`` line of check and the dry run."""
+    try:
+        found = ADAPTERS[config.engine.name].boundaries(before_set_up(config))
+    except ConfigError as e:
+        return f"unknown: {e}"
+    if found is None:
+        return ("learned from the engine when it starts (the OpenMM System); "
+                "engine.periodic: xyz or none states it beforehand")
+    return found.describe()
+
+
+def _warm_up(config):
+    """Import MDAnalysis and parse the topology while the engine starts, when the
+    calculator itself must wait for what the engine announces."""
+    with contextlib.suppress(Exception):  # the real build reports every problem
+        from .pcoords.calculator import parsed_topology
+
+        if config.start is not None:
+            parsed_topology(config.topology, config.topology_format,
+                            config.topology_options)
+        else:
+            import MDAnalysis  # noqa: F401
+
+
+def _calculator(config, boundaries=None):
     """Build the pcoord calculator and row 0 (within ``pcoord_timeout``); check the
-    columns against west.cfg."""
+    columns against west.cfg. ``boundaries``: the engine's, by default as
+    :func:`boundaries_before_launch` finds them."""
     key = "get_pcoord.structure" if config.mode == "pcoord" else "start"
     if config.start is not None and config.start.exists():
         # a file the files: set-up just linked has not been checked by the config
@@ -494,7 +567,10 @@ def _calculator(config):
             raise ConfigError(f"'{config.start}' {e}; give a regular file",
                               source=config.source, key=key) from None
     adapter = ADAPTERS[config.engine.name]
-    calculator = PcoordCalculator(_engine_start_format(config, adapter))
+    config = _engine_start_format(config, adapter)
+    if boundaries is None:
+        boundaries = boundaries_before_launch(config)
+    calculator = PcoordCalculator(config, boundaries)
     calculator.set_time_units(adapter.timestep_ps(config.engine),
                               adapter.stream_time_to_ps(config.engine))
     row0 = guard.call(calculator.start_row, config.pcoord_timeout,
@@ -582,7 +658,15 @@ def describe(config) -> str:
     base = before_set_up(config)
     if made_by_prepare(config):
         base = dataclasses.replace(base, start=None)
-    calculator = PcoordCalculator(base)
+    try:
+        boundaries = boundaries_before_launch(base)
+    except ConfigError:
+        if ADAPTERS[config.engine.name].boundaries(base) is not None:
+            raise
+        from .boundaries import fully_periodic  # only the columns are shown
+
+        boundaries = fully_periodic("a stand-in")
+    calculator = PcoordCalculator(base, boundaries)
     lines = plan(config)
     guard.call(calculator.start_row, config.pcoord_timeout, "the start structure")
     lines.append(f"columns:     {', '.join(calculator.column_labels())}")
@@ -612,6 +696,7 @@ def plan(config, executable=None) -> list[str]:
     lines += [f"topology:    {config.topology}",
               f"start:       {config.start or config.topology} (row 0"
               + (", made by prepare)" if made_by_prepare(config) else ")"),
+              f"periodic:    {describe_boundaries(config)}",
               f"rows:        {config.rows} (row 0 from the start structure + "
               f"{config.rows - 1} streamed frames, one every "
               f"{config.engine.frame_interval} steps)"]

@@ -88,6 +88,8 @@ class EngineProcess:
         self.listener_root: int | None = None
         self.lines = lines
         self.handshake_dropped = False
+        #: Named groups of the readiness line (port, what the engine announces).
+        self.ready_details: dict = {}
         self.pauses = 0
         self._paused_total = 0.0
         self._paused_since = None
@@ -210,6 +212,8 @@ class EngineProcess:
                         self._port = int(m.group("port"))
                 m = self.lines.ready_line.search(line)
                 if m:
+                    self.ready_details = {k: v for k, v in m.groupdict().items()
+                                          if v is not None}
                     if m.groupdict().get("port"):
                         self._port = int(m.group("port"))
                     self._ready.set()

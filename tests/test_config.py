@@ -9,7 +9,7 @@ import yaml
 
 from streamrun.config import load
 from streamrun.errors import ConfigError
-from streamrun.pcoords import PcoordCalculator
+from streamrun.segment import calculator_for
 
 LAMMPS_INPUT = """\
 units real
@@ -59,7 +59,7 @@ def sim(tmp_path):
 def error_of(path, *overrides):
     with pytest.raises(ConfigError) as info:
         config = load(path, list(overrides), environ={})
-        PcoordCalculator(config).start_row()
+        calculator_for(config).start_row()
     return info.value, str(info.value)
 
 
@@ -68,14 +68,14 @@ def test_a_valid_config_loads_with_defaults(sim):
     assert config.rows == 11  # start row + 100/10 frames
     assert config.engine.name == "lammps"
     assert config.topology.name == "top.pdb" and config.topology.is_absolute()
-    row = PcoordCalculator(config).start_row()
+    row = calculator_for(config).start_row()
     assert row.tolist() == pytest.approx([3.0])
 
 
 def test_minimum_image_is_used_for_the_start_row(sim):
     config = load(sim(pcoord=[{"type": "distance", "a": "name NA", "b": "name OW"}]),
                   environ={})
-    assert PcoordCalculator(config).start_row()[0] == pytest.approx(2.0, abs=1e-5)
+    assert calculator_for(config).start_row()[0] == pytest.approx(2.0, abs=1e-5)
 
 
 @pytest.mark.parametrize("changes, key, words", [
@@ -161,7 +161,7 @@ def test_a_plugin_from_a_file_gives_several_columns(sim, tmp_path):
     """))
     config = load(sim(pcoord=[{"type": "plugin", "function": "plug.py:f",
                                "selections": ["name NA", "name CL"]}]), environ={})
-    calc = PcoordCalculator(config)
+    calc = calculator_for(config)
     assert calc.start_row().tolist() == pytest.approx([1, 1, 1, 4, 1, 1])
     assert calc.column_names() == [f"f[{i}]" for i in range(6)]
 
@@ -349,9 +349,9 @@ def test_a_warm_worker_parses_its_topology_once_until_the_file_changes(sim, tmp_
     from streamrun.pcoords import calculator
 
     path = sim(start="top.pdb")
-    first = PcoordCalculator(load(path, environ={}))
+    first = calculator_for(load(path, environ={}))
     parsed = calculator.parsed_topology(first.config.topology)
-    second = PcoordCalculator(load(path, environ={}))
+    second = calculator_for(load(path, environ={}))
     assert calculator.parsed_topology(second.config.topology) is parsed
     assert first.universe._topology is not second.universe._topology
     assert (first.start_row() == second.start_row()).all()

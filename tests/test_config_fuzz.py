@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from streamrun.config import ENGINE_KEYS, STREAM_KEYS, TOP_KEYS, load
 from streamrun.errors import ConfigError
-from streamrun.pcoords import PcoordCalculator
+from streamrun.segment import calculator_for
 
 from test_config import LAMMPS_INPUT, PDB
 
@@ -52,7 +52,7 @@ def test_any_value_anywhere_gives_a_config_error_or_a_valid_config(tmp_path, pat
     config_file.write_text(yaml.safe_dump(data))
     try:
         config = load(config_file, environ={})
-        PcoordCalculator(config).start_row()
+        calculator_for(config).start_row()
     except ConfigError as e:
         assert str(config_file) in str(e) or "command line" in str(e)
         assert "\n" not in str(e).split(":", 1)[0]

@@ -8,7 +8,13 @@ import shutil
 import sys
 from pathlib import Path
 
+from ..boundaries import Boundaries, from_config
 from ..errors import ConfigError
+
+
+class UnknownPeriodicity(Exception):
+    """The engine's input does not tell which dimensions are periodic before the run
+    (a boundary given by a variable, a restart file): ``engine.periodic`` must."""
 
 
 class EngineAdapter:
@@ -68,6 +74,70 @@ class EngineAdapter:
 
     def check_config(self, engine, source) -> None:
         """Raise :class:`ConfigError` if the engine settings cannot work."""
+
+    def engine_boundaries(self, config) -> Boundaries | None:
+        """Which box dimensions the engine treats as periodic in this segment, read
+        from its input (``config``: the whole :class:`~streamrun.config.Config`).
+
+        Returns None when only the launched engine can tell (see
+        :meth:`launch_boundaries`). Raises :class:`UnknownPeriodicity` when the input
+        does not tell. Adapters override it; the default is a fully periodic box,
+        which every engine streamrun knows uses unless told otherwise.
+        """
+        return Boundaries((True, True, True), f"{self.name}'s default")
+
+    def launch_boundaries(self, details: dict) -> Boundaries | None:
+        """Periodicity the launched engine announced (``details``: the named groups
+        of its readiness line), or None if it announces none."""
+        return None
+
+    def boundaries(self, config) -> Boundaries | None:
+        """The segment's periodic boundaries: the engine's input, checked against
+        ``engine.periodic`` when that is set (None: learned at launch).
+
+        Raises
+        ------
+        ConfigError
+            The input does not tell and ``engine.periodic`` is not set, or the two
+            disagree.
+        """
+        engine, source = config.engine, config.source
+        stated = from_config(engine.periodic)
+        try:
+            found = self.engine_boundaries(config)
+        except UnknownPeriodicity as e:
+            if stated is None:
+                raise ConfigError(f"{e}, so streamrun cannot tell which box dimensions "
+                                  f"are periodic; set engine.periodic (xyz, none, or "
+                                  f"the periodic axes such as xy)", source=source,
+                                  key="engine.periodic") from None
+            return stated
+        if stated is None or found is None:
+            return found if stated is None else stated
+        if stated.periodic != found.periodic:
+            raise ConfigError(f"is {engine.periodic} but the engine's input says "
+                              f"{found.axes} ({found.source}); make them agree, or "
+                              f"remove engine.periodic", source=source,
+                              key="engine.periodic")
+        return found
+
+    def check_launch_boundaries(self, config, details) -> Boundaries | None:
+        """The boundaries announced at launch, checked against ``engine.periodic``.
+
+        Raises
+        ------
+        ConfigError
+            They disagree.
+        """
+        found = self.launch_boundaries(details)
+        stated = from_config(config.engine.periodic)
+        if found is not None and stated is not None and \
+                found.periodic != stated.periodic:
+            raise ConfigError(f"is {config.engine.periodic} but the engine announced "
+                              f"{found.axes} ({found.source}); make them agree, or "
+                              f"remove engine.periodic", source=config.source,
+                              key="engine.periodic")
+        return found or stated
 
     def check_pcoords(self, engine, coordinates, source) -> None:
         """Raise :class:`ConfigError` if a coordinate cannot be computed right from

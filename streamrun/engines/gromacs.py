@@ -55,8 +55,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..boundaries import Boundaries
 from ..errors import ConfigError
-from .base import EngineAdapter, resolve_executable
+from .base import EngineAdapter, UnknownPeriodicity, resolve_executable
 
 #: mdrun options streamrun sets itself, or that would break streaming.
 RESERVED_ARGS = {
@@ -175,6 +176,21 @@ class GromacsAdapter(EngineAdapter):
                 f"values: remove one (streamrun sets OMP_NUM_THREADS from -ntomp)",
                 source=source, key="engine.env.OMP_NUM_THREADS")
         resolve_executable(self, engine, source)
+
+    def engine_boundaries(self, config) -> Boundaries:
+        """From the mdp's ``pbc`` (xyz, GROMACS' default; xy; no); the box starts
+        at 0. ``pbc = screw`` is refused: its images are rotated, not translated."""
+        mdp = self._mdp(config.engine, config.source)
+        value, number = mdp.get("pbc", ("xyz", 0))
+        flags = {"xyz": (True, True, True), "xy": (True, True, False),
+                 "no": (False, False, False)}.get(value.lower())
+        where = Path(config.engine.input).name
+        if flags is None:
+            raise UnknownPeriodicity(f"{where} line {number} has pbc = {value}, whose "
+                                     f"images streamrun does not handle (it handles "
+                                     f"xyz, xy and no)")
+        return Boundaries(flags, f"{where} line {number}: pbc = {value}" if number
+                          else f"GROMACS' default pbc = xyz (no pbc in {where})")
 
     def check_pcoords(self, engine, coordinates, source) -> None:
         """Refuse minimum-image distances that would use a stale box.

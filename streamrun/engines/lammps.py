@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import re
 
+from pathlib import Path
+
+from ..boundaries import Boundaries
 from ..errors import ConfigError
-from .base import EngineAdapter, read_commands, resolve_executable
+from .base import EngineAdapter, UnknownPeriodicity, read_commands, resolve_executable
 
 PORT_VAR, EVERY_VAR, NSTEPS_VAR = "streamrun_port", "streamrun_every", "streamrun_nsteps"
 #: ps per time unit of each LAMMPS ``units`` style (fix imd sends LAMMPS' own time;
@@ -95,6 +98,48 @@ class LammpsAdapter(EngineAdapter):
                                   source=source, key=f"engine.variables.{name}")
         resolve_executable(self, engine, source)
 
+    def engine_boundaries(self, config) -> Boundaries:
+        """From the input's ``boundary`` command (``include``d files read too):
+        ``p`` is periodic, ``f``, ``s`` and ``m`` are not; LAMMPS' default is
+        ``p p p``. The box origin is ``xlo ylo zlo`` of the start structure (or the
+        topology) when it is a LAMMPS data file: LAMMPS' coordinates are absolute and
+        its box starts there, while MDAnalysis keeps only the box lengths.
+
+        Raises
+        ------
+        UnknownPeriodicity
+            A boundary given by a variable, changed by ``change_box``, or taken
+            from a restart file (``read_restart``).
+        """
+        found = None
+        for path, number, words in _commands(config.engine):
+            where = f"{path.name} line {number}"
+            if words[0] == "boundary" and len(words) >= 4:
+                if any("$" in w or "v_" in w for w in words[1:4]):
+                    raise UnknownPeriodicity(f"{where} gives the boundary by a "
+                                             f"variable ({' '.join(words)})")
+                found = (tuple(w.lower() == "p" for w in words[1:4]),
+                         f"{where}: {' '.join(words[:4])}")
+            elif words[0] == "change_box" and "boundary" in words:
+                raise UnknownPeriodicity(f"{where} changes the boundary with change_box")
+            elif words[0] == "read_restart":
+                raise UnknownPeriodicity(f"{where} reads a restart file, which carries "
+                                         f"its own boundary")
+        if found is None:
+            found = ((True, True, True), f"LAMMPS' default boundary p p p (no boundary "
+                                         f"command in {Path(config.engine.input).name})")
+        origin = box = None
+        origin_source = ""
+        for structure in (config.start, config.topology):
+            read = _data_box(structure)
+            if read is not None:
+                (origin, box), origin_source = read, Path(structure).name
+                break
+            if structure is not None and Path(structure).exists():
+                break  # the structure streamrun reads is not a data file
+        # LAMMPS' barostats dilate the box about its centre: the origin moves
+        return Boundaries(found[0], found[1], origin, origin_source, box)
+
     def stream_time_to_ps(self, engine) -> float | None:
         """From the input's ``units`` style (LAMMPS' default is lj: no factor)."""
         style = "lj"
@@ -139,3 +184,56 @@ class LammpsAdapter(EngineAdapter):
 
     def expected_frames(self, nsteps, frame_interval):
         return nsteps // frame_interval
+
+
+def _commands(engine, path=None, depth=0):
+    """(file, line number, words) of every command of the input, the commands of
+    ``include``d files in their place (LAMMPS reads an include relative to the
+    folder it runs in; ``${name}`` from ``engine.variables`` is filled in)."""
+    path = Path(path or engine.input)
+    for number, command in read_commands(path):
+        words = command.split()
+        if words[0] == "include" and len(words) > 1 and depth < 10:
+            name = re.sub(r"\$\{(\w+)\}|\$(\w)",
+                          lambda m: str(engine.variables.get(m.group(1) or m.group(2),
+                                                             m.group(0))), words[1])
+            target = next((p for p in (Path(engine.workdir) / name, path.parent / name,
+                                       Path(name)) if p.is_file()), None)
+            if target is None:
+                raise UnknownPeriodicity(f"{path.name} line {number} includes "
+                                         f"'{words[1]}', which streamrun cannot read "
+                                         f"before the run")
+            yield from _commands(engine, target, depth + 1)
+        else:
+            yield path, number, words
+
+
+_BOUNDS = re.compile(r"^\s*(\S+)\s+(\S+)\s+([xyz])lo\s+[xyz]hi\b")
+_TILTS = re.compile(r"^\s*(\S+)\s+(\S+)\s+(\S+)\s+xy\s+xz\s+yz\b")
+
+
+def _data_box(path):
+    """``((xlo, ylo, zlo), box vectors as rows)`` from a LAMMPS data file's header,
+    or None when ``path`` is not a LAMMPS data file (only the header is read)."""
+    if path is None:
+        return None
+    bounds, tilt = {}, (0.0, 0.0, 0.0)
+    try:
+        with open(path, errors="replace") as f:
+            for number, line in enumerate(f):
+                if number > 200 or re.match(r"\s*(Atoms|Masses|Velocities)\b", line):
+                    break
+                m = _BOUNDS.match(line)
+                if m:
+                    bounds[m.group(3)] = (float(m.group(1)), float(m.group(2)))
+                m = _TILTS.match(line)
+                if m:
+                    tilt = tuple(float(m.group(i)) for i in (1, 2, 3))
+    except (OSError, ValueError):
+        return None
+    if len(bounds) != 3:
+        return None
+    (xlo, xhi), (ylo, yhi), (zlo, zhi) = (bounds[a] for a in "xyz")
+    xy, xz, yz = tilt
+    vectors = ((xhi - xlo, 0.0, 0.0), (xy, yhi - ylo, 0.0), (xz, yz, zhi - zlo))
+    return (xlo, ylo, zlo), vectors

@@ -48,8 +48,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..boundaries import Boundaries
 from ..errors import ConfigError
-from .base import EngineAdapter, resolve_executable
+from .base import EngineAdapter, UnknownPeriodicity, resolve_executable
 
 NSTEPS_VAR, WORKDIR_VAR = "streamrun_nsteps", "streamrun_workdir"
 #: Keywords naming output files; relative values would be shared by all segments.
@@ -150,6 +151,51 @@ class NamdAdapter(EngineAdapter):
                                   source=source, key=key)
         resolve_executable(self, engine, source)
 
+    def engine_boundaries(self, config) -> Boundaries:
+        """A periodic cell along each of ``cellBasisVector1..3`` (or the vectors of
+        an ``extendedSystem`` file) given; none without a cell. NAMD's cell is
+        centred on ``cellOrigin``, so the box starts at cellOrigin minus half the
+        cell vectors."""
+        path = Path(config.engine.input)
+        vectors, origin, where = [None, None, None], [0.0, 0.0, 0.0], []
+        for number, command in read_config(path):
+            words = command.split()
+            keyword = words[0].lower()
+            if keyword not in ("cellbasisvector1", "cellbasisvector2",
+                               "cellbasisvector3", "cellorigin", "extendedsystem"):
+                continue
+            if any("$" in w or "[" in w for w in words[1:]):
+                raise UnknownPeriodicity(f"{path.name} line {number} gives {words[0]} "
+                                         f"by a Tcl expression")
+            if keyword == "extendedsystem":
+                xsc = _read_xsc(path.parent / words[1])
+                if xsc is None:
+                    raise UnknownPeriodicity(f"{path.name} line {number}: the cell of "
+                                             f"extendedSystem {words[1]} cannot be read "
+                                             f"before the run")
+                vectors, origin = list(xsc[:3]), list(xsc[3])
+            else:
+                try:
+                    values = [float(w) for w in words[1:4]]
+                except ValueError:
+                    raise UnknownPeriodicity(f"{path.name} line {number}: "
+                                             f"'{command}' is not three numbers") from None
+                if keyword == "cellorigin":
+                    origin = values
+                else:
+                    vectors[int(keyword[-1]) - 1] = values
+            where.append(f"line {number}: {words[0]}")
+        periodic = tuple(v is not None and any(v) for v in vectors)
+        corner = [o - 0.5 * sum(v[i] for v in vectors if v is not None)
+                  for i, o in enumerate(origin)]
+        source = (f"{path.name} " + ", ".join(where)) if where else \
+            f"{path.name}: no cellBasisVector (no periodic cell)"
+        # NAMD's barostat scales the cell about cellOrigin: the corner moves
+        start = tuple(tuple(v) for v in vectors) if all(periodic) else None
+        return Boundaries(periodic, source, tuple(corner),
+                          "cellOrigin minus half the cell" if any(periodic) else "",
+                          start)
+
     def command(self, engine, executable, port):
         cmd = [executable, *engine.args]
         for keyword, value in imd_settings(engine, port):
@@ -161,3 +207,17 @@ class NamdAdapter(EngineAdapter):
 
     def expected_frames(self, nsteps, frame_interval):
         return nsteps // frame_interval + 1
+
+
+def _read_xsc(path):
+    """(a, b, c, origin) of a NAMD extended-system file's last line, or None."""
+    try:
+        lines = [l.split() for l in Path(path).read_text(errors="replace").splitlines()
+                 if l.strip() and not l.startswith("#")]
+        numbers = [float(w) for w in lines[-1][1:13]]
+    except (OSError, IndexError, ValueError):
+        return None
+    if len(numbers) < 12:
+        return None
+    a, b, c, o = (numbers[i:i + 3] for i in range(0, 12, 3))
+    return a, b, c, o

@@ -41,6 +41,7 @@ import sys
 from pathlib import Path
 
 from .. import openmm as reporter_module
+from ..boundaries import Boundaries
 from ..errors import ConfigError
 from .base import EngineAdapter, resolve_executable
 from .openmm_state import is_state_xml
@@ -67,7 +68,8 @@ class OpenMMAdapter(EngineAdapter):
     install_hint = ("install OpenMM in the Python that runs streamrun (pip install "
                     "openmm), or set engine.executable to a Python that has it")
     ready_line = re.compile(_P + r" IMD v3 listening on 127\.0\.0\.1 port "
-                                 r"(?P<port>\d+)")
+                                 r"(?P<port>\d+)(?: \(periodic box: "
+                                 r"(?P<periodic>yes|no)\))?")
     handshake_dropped_line = re.compile(_P + r" no IMD_GO from the client")
     client_connected_line = re.compile(_P + r" IMD client connected from")
     # streamrun never leaves before the engine exits and never sends forces,
@@ -111,6 +113,21 @@ class OpenMMAdapter(EngineAdapter):
                 raise ConfigError("must be a Python identifier (letters, digits, _)",
                                   source=source, key=f"engine.variables.{name}")
         resolve_executable(self, engine, source)
+
+    def engine_boundaries(self, config) -> None:
+        """Only the script's System knows (``usesPeriodicBoundaryConditions``): the
+        reporter tells it in its readiness line (:meth:`launch_boundaries`). A state
+        XML carries a box even for a System without one (OpenMM's default 2 nm)."""
+        return None
+
+    def launch_boundaries(self, details) -> Boundaries | None:
+        """``(periodic box: yes|no)`` of the reporter's readiness line."""
+        periodic = details.get("periodic")
+        if periodic is None:
+            return None
+        return Boundaries((periodic == "yes",) * 3,
+                          "the OpenMM System (usesPeriodicBoundaryConditions() is "
+                          f"{periodic == 'yes'})")
 
     def engine_env(self, engine) -> dict[str, str]:
         """What the script reads: port request, frame interval, steps, variables."""

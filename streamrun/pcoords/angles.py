@@ -4,20 +4,26 @@
 from __future__ import annotations
 
 from ..lazy import numpy as np
-from .base import CENTER, PBC, Coordinate, Option, need_masses, register
+from .base import CENTER, PBC, Coordinate, Option, along_molecule, need_masses, \
+    register
 
 
 class _Centres(Coordinate):
     units = "degrees"
-    pbc_note = ("each group made whole; minimum image between consecutive centres "
-                "when pbc")
+    pbc_note = ("each group made whole; groups of one molecule: along the molecule "
+                "(no minimum image); else minimum image between consecutive centres "
+                "along the periodic dimensions")
     letters = ()
 
     def prepare(self, ctx):
         self.groups = [self.group(ctx, x) for x in self.letters]
+        self.along = along_molecule(ctx, self, *self.groups)
         if self.center == "mass":
             for g, x in zip(self.groups, self.letters):
                 need_masses(ctx, g, x)
+
+    def _box(self, frame):
+        return None if self.along else frame.box(self.pbc)
 
     def _centres(self, frame):
         return [frame.centre(g, self.center) for g in self.groups]
@@ -41,7 +47,7 @@ class Angle(_Centres):
         from MDAnalysis.lib.distances import calc_angles
 
         a, b, c = self._centres(frame)
-        return np.atleast_1d(np.degrees(calc_angles(a, b, c, box=frame.box(self.pbc))))
+        return np.atleast_1d(np.degrees(calc_angles(a, b, c, box=self._box(frame))))
 
 
 @register
@@ -60,5 +66,5 @@ class Dihedral(_Centres):
         from MDAnalysis.lib.distances import calc_dihedrals
 
         value = float(np.degrees(calc_dihedrals(*self._centres(frame),
-                                                box=frame.box(self.pbc))))
+                                                box=self._box(frame))))
         return np.atleast_1d(180.0 if value <= -180.0 else value)

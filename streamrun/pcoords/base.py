@@ -190,7 +190,7 @@ class Coordinate:
     def uses_box(cls, options: dict) -> bool:
         """True when the values use minimum images between atoms or groups (so an
         engine that streams no box must keep the volume fixed)."""
-        return bool(options.get("pbc", False))
+        return "pbc" in cls.options and options.get("pbc") is not False
 
     # -- lifecycle ------------------------------------------------------------
     def prepare(self, ctx) -> None:
@@ -235,12 +235,6 @@ def register(cls):
     return cls
 
 
-def box_or_none(universe, pbc=True):
-    """The box of a Universe's current frame (MDAnalysis dimensions) when ``pbc``
-    and there is one."""
-    return _valid_box(universe.dimensions) if pbc else None
-
-
 def _valid_box(dimensions):
     if dimensions is None or not np.all(np.asarray(dimensions[:3]) > 0):
         return None
@@ -262,32 +256,64 @@ class Frame:
         Its timestep holds the current frame (time, step, box); plugins read it.
     tracked : numpy.ndarray
         Sorted indices of the atoms kept whole.
+    boundaries : streamrun.boundaries.Boundaries
+        What the engine treats as periodic, and its box origin.
 
     Attributes
     ----------
     universe : MDAnalysis.Universe
     dimensions : numpy.ndarray or None
         The frame's box (MDAnalysis dimensions, Å and degrees), None without one.
+    boundaries : streamrun.boundaries.Boundaries
     """
 
-    def __init__(self, universe, tracked):
+    def __init__(self, universe, tracked, boundaries):
         self.universe = universe
+        self.boundaries = boundaries
         self._tracked = tracked
         self._plans = {}   # id(group) -> _GroupPlan
         self._shared = {}  # atom indices (bytes) -> _GroupPlan: equal groups share
         self._serial = 0   # frame counter: a plan's positions are this frame's
-        self._raw = self._whole = self.dimensions = None
+        self._raw = self._whole = self.dimensions = self._search = None
+        self._cell = (None, None, None)  # dimensions bytes, box vectors, inverse
+        self._mask = np.array(boundaries.periodic, dtype=bool)
 
-    def update(self, raw, whole, dimensions):
+    def update(self, raw, whole, dimensions, search=None):
         """Point at the next frame: every atom as streamed (``raw``, (n_atoms, 3)),
-        the tracked atoms whole (``whole``, (len(tracked), 3)) and the box."""
+        the tracked atoms whole (``whole``, (len(tracked), 3)), the box, and the box
+        for distance functions (``search``: see
+        :meth:`~streamrun.boundaries.Boundaries.search_box`)."""
         self._raw, self._whole = raw, whole
         self.dimensions = _valid_box(dimensions)
+        self._search = search
         self._serial += 1
 
-    def box(self, pbc=True):
-        """The box for MDAnalysis' distance functions when ``pbc``, else None."""
-        return self.dimensions if pbc else None
+    def box(self, pbc=None):
+        """The box for MDAnalysis' distance functions: None without a periodic
+        dimension or when ``pbc`` is false; non-periodic box vectors stretched so
+        that no minimum image is taken along them."""
+        return None if pbc is False else self._search
+
+    def _vectors(self):
+        key = None if self.dimensions is None else self.dimensions.tobytes()
+        if key != self._cell[0]:
+            from MDAnalysis.lib.mdamath import triclinic_vectors
+
+            box = None if key is None else np.asarray(triclinic_vectors(
+                self.dimensions), dtype=np.float64)
+            self._cell = (key, box, None if box is None else np.linalg.inv(box))
+        return self._cell[1], self._cell[2]
+
+    def in_box(self, point, pbc=None) -> np.ndarray:
+        """A point relative to the engine's box origin, wrapped into the box along
+        its periodic box vectors only (when ``pbc`` is not false)."""
+        box, inv = self._vectors()
+        point = np.asarray(point, dtype=np.float64) - self.boundaries.origin_at(box)
+        if pbc is False or box is None or not self._mask.any():
+            return point
+        frac = point @ inv
+        frac[self._mask] -= np.floor(frac[self._mask])
+        return frac @ box
 
     def _plan(self, group):
         plan = self._plans.get(id(group))
@@ -355,6 +381,13 @@ class _GroupPlan:
         self.positions, self.serial = None, -1
 
 
+def along_molecule(ctx, coordinate, *groups) -> bool:
+    """True when ``groups`` are of one molecule and the coordinate is measured along
+    it (kept whole, no minimum image): unless ``pbc: true`` asks for the minimum
+    image anyway."""
+    return getattr(coordinate, "pbc", None) is not True and ctx.one_molecule(*groups)
+
+
 def need_masses(ctx, group, option):
     """Refuse mass weighting when the topology has no (positive) masses."""
     masses = getattr(group, "masses", None)
@@ -366,6 +399,8 @@ def need_masses(ctx, group, option):
 
 CENTER = Option("mass (default) or geometry: the group's centre", "choice", "mass",
                 ("mass", "geometry"))
-PBC = Option("minimum image with the frame's box (default true)", "flag", True)
+PBC = Option("minimum images along the engine's periodic dimensions (default: as "
+             "the engine; false: none; true where the system has no periodic "
+             "dimension is an error)", "flag", None)
 GROUP_A = Option("MDAnalysis selection of the first group", "selection")
 GROUP_B = Option("MDAnalysis selection of the second group", "selection")

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import ConfigError, PcoordError
 from ..lazy import numpy as np
 from .base import REGISTRY, Frame
-from .pbc import WholeTracker
+from .pbc import WholeTracker, bonded_fragments
 
 
 #: Topologies parsed in this process, by file identity (see :func:`parsed_topology`).
@@ -105,6 +105,21 @@ class PrepareContext:
                              option)
         return group
 
+    def box(self, dimensions, pbc=None):
+        """The box for MDAnalysis' distance functions on a structure whose box is
+        ``dimensions`` (e.g. a reference), under the engine's boundaries."""
+        return None if pbc is False else self._calc.boundaries.search_box(dimensions)
+
+    def one_molecule(self, *groups) -> bool:
+        """True when every atom of ``groups`` belongs to one molecule (one bonded
+        fragment of the topology): such groups are measured along the molecule,
+        which is kept whole, never by a minimum image between them."""
+        labels = self._calc.fragments()
+        if labels is None:
+            return False
+        ix = np.concatenate([g.ix for g in groups])
+        return np.unique(labels[0][ix]).size == 1
+
     def reference(self, option, format_option=None):
         """A Universe of the reference structure named by ``option`` (the topology
         with the reference's coordinates; default the topology's own), with the
@@ -128,6 +143,9 @@ class PcoordCalculator:
     Parameters
     ----------
     config : streamrun.config.Config
+    boundaries : streamrun.boundaries.Boundaries
+        Which box vectors the engine treats as periodic, and its box origin
+        (``EngineAdapter.boundaries``).
 
     Attributes
     ----------
@@ -139,14 +157,20 @@ class PcoordCalculator:
         ``pcoord`` and each aux dataset name -> its coordinates.
     """
 
-    def __init__(self, config, stream_info=None):
+    def __init__(self, config, boundaries):
         self.config = config
         self.source = config.source
+        self.boundaries = boundaries
+        self._fragments = False  # not looked for yet
         self.universe = self._load(config.start, config.start_format,
                                    "get_pcoord.structure" if config.mode == "pcoord"
                                    else "start")
         self.n_atoms = len(self.universe.atoms)
         self._ts = self.universe.trajectory.ts
+        if not boundaries.any:
+            # e.g. OpenMM's default 2 nm box of a System without periodic
+            # boundaries: no period, so not in a trajectory written from the stream
+            self._ts.dimensions = None
         self.start_dimensions = self.universe.dimensions
         self._references = {}
         # The pcoord first, then each aux dataset: one row holds them all and
@@ -160,15 +184,40 @@ class PcoordCalculator:
         for c in self.coordinates:
             c.prepare(PrepareContext(self, c))
             groups += c.whole_groups()
-        self.tracker = WholeTracker(self.universe, groups, config.source)
-        self.frame = Frame(self.universe, self.tracker.ix)
+            self._check_boundaries(c)
+        self.tracker = WholeTracker(self.universe, groups, config.source,
+                                    self.fragments())
+        self.frame = Frame(self.universe, self.tracker.ix, boundaries)
         self._universe_readers = [c for c in self.coordinates
                                   if getattr(c, "reads_universe", False)]
         self.columns = None
-        self._box_key = None
+        self._box_key = self._stream_box_key = False  # False: none seen yet
+        self._search = None
         self._frame_interval = config.engine.frame_interval
         self._dt = None
         self._time_factor = 1.0
+
+    def fragments(self):
+        """Molecules of the topology (see :func:`~streamrun.pcoords.pbc.
+        bonded_fragments`), found once; None without bonds."""
+        if self._fragments is False:
+            self._fragments = bonded_fragments(self.universe)
+        return self._fragments
+
+    def _check_boundaries(self, c):
+        """Refuse what the engine's boundaries make impossible, naming the key."""
+        b = self.boundaries
+        if getattr(c, "pbc", None) is True and not b.any:
+            raise ConfigError(f"pbc: true asks for minimum images, but the system has "
+                              f"no periodic dimension ({b.describe()}); remove "
+                              f"pbc: true (values are plain Cartesian)",
+                              source=self.source, key=f"{c.key}.pbc")
+        if getattr(c, "uses_origin", False) and b.origin is None:
+            raise ConfigError(f"a position relative to the box origin needs the "
+                              f"engine's box origin, which streamrun reads from a "
+                              f"LAMMPS data file's xlo ylo zlo; give start: (or "
+                              f"topology:) as a LAMMPS data file, or set relative_to",
+                              source=self.source, key=f"{c.key}.select")
 
     # -- loading ------------------------------------------------------------
     def _load(self, structure, fmt, key):
@@ -238,29 +287,47 @@ class PcoordCalculator:
             self._references[cache] = u
         return self._references[cache]
 
-    @staticmethod
-    def make_whole(universe, groups, source):
+    def make_whole(self, universe, groups):
         """Make ``groups`` (as :meth:`Coordinate.whole_groups` gives them) whole in
-        a reference Universe, in place."""
-        tracker = WholeTracker(universe, groups, source)
+        a reference Universe, in place, under the engine's boundaries."""
+        tracker = WholeTracker(universe, groups, self.source, self.fragments())
         if tracker.ix.size:
             pos = universe.atoms.positions
-            pos[tracker.ix] = tracker.start(pos, universe.dimensions)
+            pos[tracker.ix] = tracker.start(
+                pos, self.boundaries.search_box(universe.dimensions))
             universe.atoms.positions = pos
 
     # -- rows ---------------------------------------------------------------
+    def _search_box(self, dimensions):
+        """The box MDAnalysis' distance functions get (see
+        :meth:`~streamrun.boundaries.Boundaries.search_box`), worked out again only
+        when the box changes (never under NVT)."""
+        key = None if dimensions is None else np.asarray(dimensions).tobytes()
+        if key != self._box_key:
+            self._box_key = key
+            self._search = self.boundaries.search_box(dimensions)
+        return self._search
+
     def _evaluate(self, frame_label, whole):
         ts, ix = self._ts, self.tracker.ix
-        self.frame.update(ts.positions, whole, ts.dimensions)
-        saved = None
+        self.frame.update(ts.positions, whole, ts.dimensions,
+                          self._search_box(ts.dimensions))
+        saved = box = None
         if self._universe_readers and ix.size:
             saved = ts.positions[ix]
             ts.positions[ix] = whole
+        partly = self.boundaries.any and not self.boundaries.all
+        if self._universe_readers and partly and ts.dimensions is not None:
+            # plugins apply minimum images with universe.dimensions: give them the
+            # box whose non-periodic vectors take no image
+            box, ts.dimensions = ts.dimensions.copy(), self._search
         try:
             values = [self._compute(c, frame_label) for c in self.coordinates]
         finally:
             if saved is not None:  # what the engine sent, for a trajectory sink
                 ts.positions[ix] = saved
+            if box is not None:
+                ts.dimensions = box
         row = np.concatenate(values)
         if not np.all(np.isfinite(row)):
             raise PcoordError(f"non-finite pcoord value {row.tolist()} on {frame_label}")
@@ -287,7 +354,7 @@ class PcoordCalculator:
     def start_row(self) -> np.ndarray:
         """Row 0: the coordinates of the start structure (timestep frame 0)."""
         ts = self._ts
-        whole = self.tracker.start(ts.positions, self.start_dimensions)
+        whole = self.tracker.start(ts.positions, self._search_box(self.start_dimensions))
         ts.frame = 0
         ts.data.setdefault("step", 0)
         if "time" not in ts.data:  # the start structure's file told none
@@ -326,13 +393,13 @@ class PcoordCalculator:
             ts.has_positions = True
         else:
             ts.positions = positions
-        if box is not None:
+        if box is not None and self.boundaries.any:
             key = np.asarray(box).tobytes()
-            if key != self._box_key:  # NVT: the box never changes
+            if key != self._stream_box_key:  # NVT: the box never changes
                 from MDAnalysis.lib.mdamath import triclinic_box
 
                 ts.dimensions = triclinic_box(*np.asarray(box, dtype=np.float64))
-                self._box_key = key
+                self._stream_box_key = key
         if index is not None:
             ts.frame = index
         if time is not None:
@@ -345,7 +412,8 @@ class PcoordCalculator:
             ts.data["step"] = int(step)
         if time is not None:
             ts.time = float(time)
-        whole = self.tracker.follow(ts.positions, ts.dimensions, label)
+        whole = self.tracker.follow(ts.positions, self._search_box(ts.dimensions),
+                                    label)
         return self._evaluate(label, whole)
 
     def set_time_units(self, dt_ps, stream_time_to_ps):

@@ -11,7 +11,7 @@ Only the native pairs' distances are computed per frame.
 from __future__ import annotations
 
 from ..lazy import numpy as np
-from .base import GROUP_A, GROUP_B, PBC, Coordinate, Option, box_or_none, register
+from .base import GROUP_A, GROUP_B, PBC, Coordinate, Option, register
 from .rms import REFERENCE, REFERENCE_FORMAT, whole_reference
 
 
@@ -23,7 +23,8 @@ class NativeContacts(Coordinate):
     units = "fraction"
     summary = ("fraction of native contacts Q between a and b relative to the "
                "reference (hard_cut, soft_cut or radius_cut, as MDAnalysis)")
-    pbc_note = "per atom pair, minimum image when pbc (nothing needs to be whole)"
+    pbc_note = ("per atom pair, minimum image along the periodic dimensions (nothing "
+                "needs to be whole)")
     options = {"a": GROUP_A, "b": GROUP_B,
                "reference": REFERENCE, "reference_format": REFERENCE_FORMAT,
                "radius": Option("Å; pairs closer than this in the reference are the "
@@ -47,7 +48,7 @@ class NativeContacts(Coordinate):
         ref = whole_reference(ctx, self, [])
         r0 = distance_array(ref.atoms[self.ga.ix].positions,
                             ref.atoms[self.gb.ix].positions,
-                            box=box_or_none(ref, self.pbc))
+                            box=ctx.box(ref.dimensions, self.pbc))
         native = contact_matrix(r0, self.radius)
         self.ia, self.ib = np.nonzero(native)
         if self.ia.size == 0:

@@ -26,6 +26,12 @@ wrong. :class:`WholeTracker` makes every group a coordinate asks for whole:
   not the engine's start point). Groups of several fragments are checked again on
   every frame against half the box.
 
+Periodic boundaries are the engine's, per box vector: the box given to
+:class:`WholeTracker` is :meth:`streamrun.boundaries.Boundaries.search_box`, whose
+non-periodic vectors are a million Å long, so no atom is ever shifted, followed
+across or measured against half the box along them; with no periodic vector there
+is no box and positions are taken as they are.
+
 Minimum images *between* groups (a distance between two centres, atom pairs) are
 not this module's business: coordinates apply them with the frame's box.
 """
@@ -85,6 +91,8 @@ class WholeTracker:
         Each group with its config key and selection, for messages.
     source : str
         Config file, for messages.
+    fragments : tuple, optional
+        :func:`bonded_fragments` of the universe, when the caller has them.
 
     Attributes
     ----------
@@ -92,8 +100,9 @@ class WholeTracker:
         Atom indices of every tracked atom (the union of the groups), sorted.
     """
 
-    def __init__(self, universe, groups, source):
+    def __init__(self, universe, groups, source, fragments=False):
         self.universe, self.source = universe, source
+        self._fragments = fragments  # False: not looked for yet
         self.groups = [(g, key, sel) for g, key, sel in groups if len(g) > 1]
         ix = [g.ix for g, _, _ in self.groups]
         self.ix = np.unique(np.concatenate(ix)) if ix else np.empty(0, dtype=np.intp)
@@ -122,7 +131,8 @@ class WholeTracker:
         positions : numpy.ndarray, shape (n_atoms, 3)
             Every atom of the structure (Å).
         dimensions : numpy.ndarray or None
-            Its box (MDAnalysis dimensions).
+            Its box (MDAnalysis dimensions), non-periodic vectors stretched; None
+            without a periodic one.
 
         Returns
         -------
@@ -142,7 +152,9 @@ class WholeTracker:
             self._cart = pos[self.ix].copy()
             return self._cart.copy()
         inv = np.linalg.inv(box)
-        fragments = bonded_fragments(self.universe)
+        if self._fragments is False:
+            self._fragments = bonded_fragments(self.universe)
+        fragments = self._fragments
         frac = self._whole_fragments(pos, box, fragments)[self.ix] @ inv
         frac = self._join(frac, box, fragments)
         self._frac = frac

@@ -22,8 +22,6 @@ REFERENCE_FORMAT = Option("MDAnalysis format of the reference, if its suffix doe
 
 def whole_reference(ctx, coordinate, groups):
     """The reference Universe with ``groups`` (option names) made whole in it."""
-    from .calculator import PcoordCalculator
-
     ref = ctx.reference("reference", "reference_format")
     if not hasattr(ref.atoms, "positions") or ref.trajectory.n_frames == 0:
         raise ctx.error("the topology has no coordinates; give a reference file",
@@ -33,7 +31,7 @@ def whole_reference(ctx, coordinate, groups):
         ref_group = ref.atoms[group.ix]
         triples.append((ref_group, f"{coordinate.key}.reference",
                         f"{option} in the reference"))
-    PcoordCalculator.make_whole(ref, triples, ctx._calc.source)
+    ctx._calc.make_whole(ref, triples)
     return ref
 
 
