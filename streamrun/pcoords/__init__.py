@@ -95,7 +95,8 @@ def reference(markdown=False) -> str:
                       "| key | meaning | default |", "|---|---|---|"]
             for name, opt in options.items():
                 default = "required" if opt.required else (
-                    "—" if opt.default is None else f"`{opt.default}`".lower()
+                    "as the engine" if opt.default is None and opt.kind == "flag"
+                    else "—" if opt.default is None else f"`{opt.default}`".lower()
                     if isinstance(opt.default, bool) else f"`{opt.default}`")
                 lines.append(f"| `{name}` | {opt.help} | {default} |")
             lines.append("")

@@ -61,7 +61,9 @@ class Plugin(Coordinate):
     units = "user"
     summary = "your function f(universe, *groups) -> number or 1-D array"
     pbc_note = ("each selection made whole (unless whole: false); the function "
-                "applies minimum images itself (box: universe.dimensions)")
+                "applies minimum images itself with universe.dimensions: None "
+                "without a periodic dimension, non-periodic edges stretched to "
+                "1e6 Å in a partly periodic box")
     options = {"function": Option("'package.module:function' or "
                                   "'path/to/file.py:function'", "text"),
                "selections": Option("list of MDAnalysis selections passed as whole "
