@@ -203,3 +203,24 @@ def test_when_namd_moves_to_another_port_streamrun_uses_the_one_namd_prints(
             reservation.release()
     finally:
         squatter.close()
+
+
+def test_periodic_dimensions_come_from_the_cell_namd_is_given(sim):
+    """A NAMD cell is periodic along each cellBasisVector given, centred on
+    cellOrigin; no cell is no periodic box; a cell given by Tcl cannot be read
+    before the run and needs engine.periodic."""
+    text = CONFIG.replace("langevin        on", "cellBasisVector1 30 0 0\n"
+                          "cellBasisVector2 0 40 0\ncellOrigin 15 20 5\n"
+                          "langevin        on")
+    found = ADAPTER.boundaries(sim(config_text=text))
+    assert found.periodic == (True, True, False)
+    assert found.origin == pytest.approx((0.0, 0.0, 5.0))  # the cell's corner
+    assert "cellBasisVector1" in found.describe()
+    assert ADAPTER.boundaries(sim(config_text=CONFIG)).periodic == (False,) * 3
+    tcl = CONFIG.replace("langevin        on", "cellBasisVector1 $a 0 0\n"
+                         "langevin        on")
+    with pytest.raises(ConfigError) as info:
+        ADAPTER.boundaries(sim(config_text=tcl))
+    assert info.value.key == "engine.periodic"
+    assert ADAPTER.boundaries(sim("engine.periodic=x", config_text=tcl)).periodic == \
+        (True, False, False)
