@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -86,6 +87,12 @@ class EngineAdapter:
         """
         return Boundaries((True, True, True), f"{self.name}'s default")
 
+    def engine_origin(self, config) -> dict:
+        """Where the engine's box starts, as :class:`Boundaries` fields (``origin``,
+        ``origin_source``, ``start_box``); by default at 0. Used as it is when
+        ``engine.periodic`` states what the input cannot tell."""
+        return {}
+
     def launch_boundaries(self, details: dict) -> Boundaries | None:
         """Periodicity the launched engine announced (``details``: the named groups
         of its readiness line), or None if it announces none."""
@@ -111,7 +118,7 @@ class EngineAdapter:
                                   f"are periodic; set engine.periodic (xyz, none, or "
                                   f"the periodic axes such as xy)", source=source,
                                   key="engine.periodic") from None
-            return stated
+            return dataclasses.replace(stated, **self.engine_origin(config))
         if stated is None or found is None:
             return found if stated is None else stated
         if stated.periodic != found.periodic:

@@ -114,8 +114,8 @@ class LammpsAdapter(EngineAdapter):
         found = None
         for path, number, words in _commands(config.engine):
             where = f"{path.name} line {number}"
-            if words[0] == "boundary" and len(words) >= 4:
-                if any("$" in w or "v_" in w for w in words[1:4]):
+            if words[0] == "boundary":
+                if len(words) < 4 or any("$" in w for w in words[1:4]):
                     raise UnknownPeriodicity(f"{where} gives the boundary by a "
                                              f"variable ({' '.join(words)})")
                 found = (tuple(w.lower() == "p" for w in words[1:4]),
@@ -128,17 +128,21 @@ class LammpsAdapter(EngineAdapter):
         if found is None:
             found = ((True, True, True), f"LAMMPS' default boundary p p p (no boundary "
                                          f"command in {Path(config.engine.input).name})")
-        origin = box = None
-        origin_source = ""
+        return Boundaries(found[0], found[1], **self.engine_origin(config))
+
+    def engine_origin(self, config) -> dict:
+        """``xlo ylo zlo`` (and the box) of the start structure, or of the topology
+        when streamrun reads its coordinates, if it is a LAMMPS data file; None
+        (unknown) otherwise. LAMMPS' barostats dilate the box about its centre, so
+        the origin moves with the box (``start_box``)."""
         for structure in (config.start, config.topology):
             read = _data_box(structure)
             if read is not None:
-                (origin, box), origin_source = read, Path(structure).name
-                break
+                return {"origin": read[0], "start_box": read[1],
+                        "origin_source": Path(structure).name}
             if structure is not None and Path(structure).exists():
                 break  # the structure streamrun reads is not a data file
-        # LAMMPS' barostats dilate the box about its centre: the origin moves
-        return Boundaries(found[0], found[1], origin, origin_source, box)
+        return {"origin": None, "origin_source": "not known: no LAMMPS data file"}
 
     def stream_time_to_ps(self, engine) -> float | None:
         """From the input's ``units`` style (LAMMPS' default is lj: no factor)."""

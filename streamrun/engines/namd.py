@@ -196,6 +196,11 @@ class NamdAdapter(EngineAdapter):
                           "cellOrigin minus half the cell" if any(periodic) else "",
                           start)
 
+    def engine_origin(self, config) -> dict:
+        """Used only when the cell cannot be read (engine.periodic states it)."""
+        return {"origin": None, "origin_source": "not known: the cell is not "
+                "readable before the run"}
+
     def command(self, engine, executable, port):
         cmd = [executable, *engine.args]
         for keyword, value in imd_settings(engine, port):
