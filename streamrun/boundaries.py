@@ -61,6 +61,9 @@ class Boundaries:
         engines whose box starts at 0 (GROMACS, OpenMM, NAMD).
     origin_source : str
         Where the origin came from.
+    stand_in : bool
+        True for the stand-in of a check that runs no engine where only the running
+        engine tells (an OpenMM System): no box, and nothing refused for it.
     start_box : tuple, optional
         Box vectors (3x3, Å) the origin belongs to, when the engine keeps the
         box's centre fixed as the box changes size (LAMMPS' barostats dilate about
@@ -73,6 +76,7 @@ class Boundaries:
     origin: tuple | None = (0.0, 0.0, 0.0)
     origin_source: str = ""
     start_box: tuple | None = None
+    stand_in: bool = False
 
     @property
     def any(self) -> bool:
@@ -129,6 +133,12 @@ class Boundaries:
                        - np.asarray(box).sum(axis=0))
         # only periodic dimensions are scaled by a barostat
         return origin + np.where(self.periodic, shift, 0.0)
+
+
+def stand_in() -> Boundaries:
+    """No box, for checks that cannot know the engine's boundaries (values are not
+    shown; selections, plugins and columns are checked)."""
+    return Boundaries((False, False, False), "a stand-in", stand_in=True)
 
 
 def fully_periodic(source: str, origin=(0.0, 0.0, 0.0), origin_source="") -> Boundaries:

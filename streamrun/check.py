@@ -501,9 +501,9 @@ def _row0(config, report, what):
     if config.mode == "segment" and _told_at_launch(config):
         # an OpenMM System: check the selections, but show no values that a
         # periodic box (or its absence) could change
-        from .boundaries import Boundaries
+        from .boundaries import stand_in
 
-        boundaries = Boundaries((False, False, False), "a stand-in")
+        boundaries = stand_in()
         report.say("  row 0:     computed when the engine runs (the OpenMM System "
                    "tells whether it is periodic); set engine.periodic: xyz or none "
                    "to see it here")

@@ -361,9 +361,10 @@ def run_segment(config, log=lambda msg: None, progress=None,
                     meanwhile=None if built else build)
                 attempt.engine = engine
                 launches += n
+                # what the engine announced must agree with engine.periodic
+                announced = adapter.check_launch_boundaries(config,
+                                                            engine.ready_details)
                 if not built:
-                    announced = adapter.check_launch_boundaries(config,
-                                                                engine.ready_details)
                     if announced is None:
                         raise ConfigError(
                             "the engine did not say which dimensions are periodic; "
@@ -658,14 +659,11 @@ def describe(config) -> str:
     base = before_set_up(config)
     if made_by_prepare(config):
         base = dataclasses.replace(base, start=None)
-    try:
-        boundaries = boundaries_before_launch(base)
-    except ConfigError:
-        if ADAPTERS[config.engine.name].boundaries(base) is not None:
-            raise
-        from .boundaries import fully_periodic  # only the columns are shown
+    boundaries = ADAPTERS[config.engine.name].boundaries(base)
+    if boundaries is None:  # only the running engine tells: columns need no box
+        from .boundaries import stand_in
 
-        boundaries = fully_periodic("a stand-in")
+        boundaries = stand_in()
     calculator = PcoordCalculator(base, boundaries)
     lines = plan(config)
     guard.call(calculator.start_row, config.pcoord_timeout, "the start structure")
