@@ -509,6 +509,8 @@ def _row0(config, report, what):
                    "to see it here")
     try:
         calculator, row = _calculator(config, boundaries)
+        if calculator.bonds_note():
+            report.say(f"  bonds:     {calculator.bonds_note()}")
         if boundaries is not None:
             return None
     except ConfigError as e:

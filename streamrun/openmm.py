@@ -38,9 +38,13 @@ The wire format is imdclient's (:mod:`imdclient.IMDProtocol`, whose header types
 and helpers are used here); all numbers in this machine's byte order, which the
 client learns from the handshake.
 
+:func:`load_start` starts the simulation from whichever file WESTPA links: an
+OpenMM state XML (a parent's ``seg.xml``) or an Amber restart (a basis state).
+
 This module must stay light: it runs inside the user's OpenMM script, so it
 imports neither MDAnalysis nor the rest of streamrun (only the standard library,
-numpy and imdclient's protocol module).
+numpy, imdclient's protocol module and, in :func:`load_start`,
+:mod:`streamrun.amber`, which is as light).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ import socket
 import struct
 import sys
 import threading
+from dataclasses import dataclass
 
 #: Environment variables streamrun sets for the script (see :func:`reporter`).
 PORT_VAR = "STREAMRUN_OPENMM_PORT"
@@ -420,3 +425,115 @@ def variable(name: str, default: str | None = None) -> str:
     raise KeyError(f"engine.variables.{name} is not set in streamrun's config "
                    f"(known: {', '.join(values) or 'none'}); add it, or give a "
                    f"default here")
+
+
+@dataclass(frozen=True)
+class StartFile:
+    """What :func:`load_start` loaded (``print`` it for the log).
+
+    Attributes
+    ----------
+    path : str
+    kind : str
+        ``"OpenMM state"``, ``"Amber restart (ASCII)"`` or ``"Amber NetCDF"``.
+    velocities, box, time : bool
+        Whether the file gave velocities, box vectors and a time (an OpenMM state
+        gives all three).
+    """
+
+    path: str
+    kind: str
+    velocities: bool
+    box: bool
+    time: bool
+
+    def __str__(self):
+        had = [name for name in ("velocities", "box", "time") if getattr(self, name)]
+        return (f"{self.kind} {self.path}: positions"
+                + "".join(f", {name}" for name in had))
+
+
+def _is_state_xml(path) -> bool:
+    with open(path, "rb") as f:
+        return b"<State" in f.read(512)
+
+
+def load_start(simulation, path=None) -> StartFile:
+    """Start ``simulation`` from an OpenMM state XML or an Amber restart.
+
+    One call for both ways a WESTPA segment starts: a new trajectory from a basis
+    state that Amber tools wrote (``bstates/x.rst7``, ``x.rst``, ``x.ncrst``), a
+    continuing one from the ``seg.xml`` its parent saved (``simulation.saveState``).
+    The file's content tells which, not its name, so one link name (``parent.rst``)
+    serves both:
+
+    - an OpenMM state XML: ``simulation.loadState(path)`` (positions, velocities,
+      box, time, step, parameters);
+    - an ASCII Amber restart: ``openmm.app.AmberInpcrdFile``: positions, and the
+      velocities, box and time the file has;
+    - an Amber NetCDF file (NetCDF 3, or NetCDF 4 with h5py), as streamrun reads it
+      (:func:`streamrun.amber.read_netcdf`): the same, of its last frame.
+
+    A file without velocities leaves the Context's (zero after ``Simulation()``):
+    draw them with ``simulation.context.setVelocitiesToTemperature(T, seed)`` when
+    ``not start.velocities``. Amber and OpenMM positions are both in the prmtop's
+    atom order.
+
+    Parameters
+    ----------
+    simulation : openmm.app.Simulation
+    path : str or path-like, optional
+        Default: ``engine.variables.start`` (:func:`variable`).
+
+    Returns
+    -------
+    StartFile
+    """
+    import numpy as np
+    from openmm import unit
+
+    path = str(variable("start") if path is None else path)
+    if _is_state_xml(path):
+        simulation.loadState(path)
+        return StartFile(path, "OpenMM state", True, True, True)
+    from . import amber  # light: standard library and numpy
+
+    context = simulation.context
+    nm = unit.nanometer
+    if amber.content(path) in ("netcdf", "hdf5"):
+        try:
+            frame = amber.read_netcdf(path)
+        except ValueError as e:
+            raise ValueError(f"{path}: cannot read it as an Amber NetCDF file: "
+                             f"{e}") from None
+        if frame.box is not None:
+            from openmm.app.internal.unitcell import computePeriodicBoxVectors
+
+            a, b, c = frame.box[:3] / 10.0
+            context.setPeriodicBoxVectors(*computePeriodicBoxVectors(
+                a, b, c, *np.radians(frame.box[3:])))
+        context.setPositions(unit.Quantity(frame.positions / 10.0, nm))
+        if frame.velocities is not None:
+            context.setVelocities(unit.Quantity(frame.velocities / 10.0,
+                                                nm / unit.picosecond))
+        if frame.time is not None:
+            context.setTime(frame.time)
+        return StartFile(path, "Amber NetCDF", frame.velocities is not None,
+                         frame.box is not None, frame.time is not None)
+    from openmm.app import AmberInpcrdFile
+
+    try:
+        crd = AmberInpcrdFile(path)
+    except (TypeError, ValueError, IndexError) as e:
+        raise ValueError(f"{path} is neither an OpenMM state XML nor an Amber "
+                         f"restart ({e})") from None
+    if crd.boxVectors is not None:
+        context.setPeriodicBoxVectors(*crd.boxVectors)
+    context.setPositions(crd.positions)
+    if crd.velocities is not None:
+        context.setVelocities(crd.velocities)
+    time = amber.ascii_time(path)
+    if time is not None:
+        context.setTime(time)
+    return StartFile(path, "Amber restart (ASCII)", crd.velocities is not None,
+                     crd.boxVectors is not None, time is not None)

@@ -668,6 +668,8 @@ def describe(config) -> str:
     lines = plan(config)
     guard.call(calculator.start_row, config.pcoord_timeout, "the start structure")
     lines.append(f"columns:     {', '.join(calculator.column_labels())}")
+    if calculator.bonds_note():
+        lines.append(f"bonds:       {calculator.bonds_note()}")
     return "\n".join(lines + plan_outputs(config))
 
 

@@ -148,3 +148,52 @@ def test_every_builtin_coordinate_equals_mdanalysis_on_the_same_mdruns_trr(
     rg = np.array([protein.radius_of_gyration() for _ in u.trajectory])
     assert np.abs(info[:, 3] - rg).max() <= 1e-3
     assert np.ptp(written[:, 8]) > 0.05  # the backbone moves: different frames
+
+
+#: With a .gro topology (no bonds), masses are guessed from names: compare centres
+#: of geometry and unweighted radii, which do not depend on them.
+GRO_COORDINATES = [
+    {"type": "distance", "name": "ends", "a": "resid 1", "b": "resid 76",
+     "center": "geometry"},
+    {"type": "rg", "name": "rg_protein", "select": "protein", "weights": "none"},
+    {"type": "position", "name": "protein_z", "select": "protein", "axis": "z",
+     "center": "geometry"},
+    {"type": "angle", "name": "angle_1_38_76", "a": "resid 1", "b": "resid 38",
+     "c": "resid 76", "center": "geometry"},
+    {"type": "dihedral", "name": "dihedral_1_20_50_76", "a": "resid 1",
+     "b": "resid 20", "c": "resid 50", "d": "resid 76", "center": "geometry"},
+]
+
+
+def test_a_gro_topology_without_bonds_gets_its_protein_bonds_guessed(
+        gmx, tmp_path, no_engine_left):
+    """The issue 20 case: ubiquitin in water with the .gro as topology. Its protein
+    spans more than half the box, and the .gro has no bonds: streamrun guesses the
+    protein's bonds (not the water's) from the start structure, so the split
+    protein is made whole and every value equals MDAnalysis on the .trr with the
+    .tpr's bonds; check says the bonds were guessed."""
+    import subprocess as sp
+    import sys
+
+    system = write_split_protein(tmp_path)
+    write_gromacs_mdp(tmp_path, nsteps=NSTEPS, every=EVERY, dt=DT)
+    subprocess.run([gmx, "-quiet", "grompp", "-f", "md.mdp", "-c", "start.gro",
+                    "-p", "topol.top", "-o", "seg.tpr", "-po", "seg-out.mdp"],
+                   cwd=tmp_path, check=True, capture_output=True, timeout=120)
+    setup = {"engine": {"name": "gromacs", "input": "md.mdp", "nsteps": NSTEPS,
+                        "frame_interval": EVERY, "args": ["-nt", "1"]},
+             "topology": "start.gro"}
+    config, result = stream_segment(tmp_path, setup, GRO_COORDINATES, "protein")
+    written = np.loadtxt(config.output, ndmin=2)
+    u = engine_universe(tmp_path, system)
+    assert longest_bond(u, "protein") < 2.5
+    assert np.ptp(u.select_atoms("protein").positions, axis=0).max() > \
+        u.dimensions[:3].min() / 2  # premise: the whole protein spans half the box
+    expected = reference_columns(u, GRO_COORDINATES, reference_structures(tmp_path,
+                                                                          system))
+    bad = mismatches(written, expected, GRO_COORDINATES)
+    assert not bad, "\n".join(bad)
+    out = sp.run([sys.executable, "-m", "streamrun", "check", str(config.source)],
+                 capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert "bonds:" in out.stdout and "guessed for" in out.stdout, out.stdout
+    assert "1231 atoms of 76 residues" in out.stdout  # the protein, not the water

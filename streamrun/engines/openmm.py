@@ -24,8 +24,10 @@ Frames: the reporter sends step ``frame_interval`` first (not the start point):
 ``nsteps / frame_interval`` frames. Time (ps), box (Å, every frame: pressure
 coupling is fine) and positions (Å, ``enforcePeriodicBox=False``) are streamed.
 Row 0 comes from ``start:``, which may be the OpenMM state XML the script loads
-(read by :mod:`streamrun.engines.openmm_state`), a PDB, or anything MDAnalysis
-reads. The restart is whatever the script saves (``restart: [seg.xml]``).
+(read by :mod:`streamrun.engines.openmm_state`), an Amber restart (read as
+:mod:`streamrun.amber` says; the script loads either with
+``streamrun.openmm.load_start``), a PDB, or anything MDAnalysis reads. The
+restart is whatever the script saves (``restart: [seg.xml]``).
 
 Checks before launch: the script exists, is Python, and calls the reporter and
 ``nsteps()`` (a script without them would run without streaming, or stream the

@@ -10,6 +10,7 @@ count              atoms of b within a cutoff of a                 distances
 rmsd               RMSD to a reference after superposition (Å)     rms
 rg                 radius of gyration (Å)                          gyration
 angle, dihedral    angles between group centres (degrees)          angles
+backbone           phi, psi (chi1) of each residue (degrees)       backbone
 contacts           fraction of native contacts Q                   contacts
 plugin             your own function                               plugin
 =================  ==============================================  ==========
@@ -23,7 +24,8 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 # imported in the order --help and the README list them
-from . import distances, rms, gyration, angles, contacts, plugin  # noqa: F401,I001
+from . import (distances, rms, gyration, angles, backbone,  # noqa: F401,I001
+               contacts, plugin)
 from .base import REGISTRY, Coordinate, Option, register
 from .calculator import PcoordCalculator, build_coordinate
 

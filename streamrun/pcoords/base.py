@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ..boundaries import NON_PERIODIC_EDGE
 from ..errors import ConfigError
 from ..lazy import numpy as np
 
@@ -211,12 +212,15 @@ class Coordinate:
         by default those :meth:`group` selected."""
         return list(getattr(self, "_whole", []))
 
-    def group(self, ctx, option, whole=True):
-        """Select an option's atoms; remember them as a whole group if asked."""
+    def group(self, ctx, option, whole=True, along=None):
+        """Select an option's atoms; remember them as a whole group if asked
+        (``along``: the axes it must be whole along, e.g. (False, False, True) for a
+        coordinate that uses its z only; default all)."""
         atoms = ctx.select(option)
         if whole:
             self._whole = getattr(self, "_whole", [])
-            self._whole.append((atoms, f"{self.key}.{option}", getattr(self, option)))
+            self._whole.append((atoms, f"{self.key}.{option}", getattr(self, option),
+                                *(() if along is None else (tuple(along),))))
         return atoms
 
     def compute(self, frame: "Frame") -> np.ndarray:
@@ -288,11 +292,16 @@ class Frame:
         self._search = search
         self._serial += 1
 
-    def box(self, pbc=None):
+    def box(self, pbc=None, along=None):
         """The box for MDAnalysis' distance functions: None without a periodic
-        dimension or when ``pbc`` is false; non-periodic box vectors stretched so
-        that no minimum image is taken along them."""
-        return None if pbc is False else self._search
+        dimension or when ``pbc`` is false; non-periodic box vectors, and those not
+        in ``along`` (axes asked for), stretched so that no minimum image is taken
+        along them."""
+        if pbc is False or self._search is None or along is None or all(along):
+            return None if pbc is False else self._search
+        dims = np.array(self._search, dtype=np.float64)
+        dims[:3][~np.asarray(along)] = NON_PERIODIC_EDGE
+        return dims
 
     def _vectors(self):
         key = None if self.dimensions is None else self.dimensions.tobytes()
@@ -395,6 +404,16 @@ def need_masses(ctx, group, option):
         raise ctx.error("the topology has no masses for these atoms; use center: "
                         "geometry (or weights: none), or a topology with masses",
                         option)
+
+
+AXES = Option("Cartesian components used: x, y, z, xy, xz, yz or xyz (default); the "
+              "minimum image and the half-box rule apply along these only", "choice",
+              "xyz", ("xyz", "x", "y", "z", "xy", "xz", "yz"))
+
+
+def axes_mask(axes: str) -> tuple:
+    """``xy`` -> (True, True, False)."""
+    return tuple(a in axes for a in "xyz")
 
 
 CENTER = Option("mass (default) or geometry: the group's centre", "choice", "mass",

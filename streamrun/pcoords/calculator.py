@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import ConfigError, PcoordError
 from ..lazy import numpy as np
 from .base import REGISTRY, Frame
-from .pbc import WholeTracker, bonded_fragments
+from .pbc import GuessedBonds, WholeTracker, bonded_fragments
 
 
 #: Topologies parsed in this process, by file identity (see :func:`parsed_topology`).
@@ -114,10 +114,10 @@ class PrepareContext:
         """True when every atom of ``groups`` belongs to one molecule (one bonded
         fragment of the topology): such groups are measured along the molecule,
         which is kept whole, never by a minimum image between them."""
-        labels = self._calc.fragments()
+        ix = np.concatenate([g.ix for g in groups])
+        labels = self._calc.fragments(ix)
         if labels is None:
             return False
-        ix = np.concatenate([g.ix for g in groups])
         return np.unique(labels[0][ix]).size == 1
 
     def reference(self, option, format_option=None):
@@ -162,6 +162,7 @@ class PcoordCalculator:
         self.source = config.source
         self.boundaries = boundaries
         self._fragments = False  # not looked for yet
+        self._guessed = None     # GuessedBonds for a topology without bonds
         self.universe = self._load(config.start, config.start_format,
                                    "get_pcoord.structure" if config.mode == "pcoord"
                                    else "start")
@@ -185,8 +186,9 @@ class PcoordCalculator:
             c.prepare(PrepareContext(self, c))
             groups += c.whole_groups()
             self._check_boundaries(c)
+        ix = [g[0].ix for g in groups]
         self.tracker = WholeTracker(self.universe, groups, config.source,
-                                    self.fragments())
+                                    self.fragments(np.concatenate(ix) if ix else None))
         self.frame = Frame(self.universe, self.tracker.ix, boundaries)
         self._universe_readers = [c for c in self.coordinates
                                   if getattr(c, "reads_universe", False)]
@@ -197,12 +199,34 @@ class PcoordCalculator:
         self._dt = None
         self._time_factor = 1.0
 
-    def fragments(self):
+    def fragments(self, ix=None):
         """Molecules of the topology (see :func:`~streamrun.pcoords.pbc.
-        bonded_fragments`), found once; None without bonds."""
+        bonded_fragments`), found once. A topology without bonds gets them guessed
+        for the chains of the atoms ``ix`` (:class:`~streamrun.pcoords.pbc.
+        GuessedBonds`); None when there are none and none can be guessed."""
         if self._fragments is False:
             self._fragments = bonded_fragments(self.universe)
-        return self._fragments
+            if self._fragments is None and self.boundaries.any:
+                self._guessed = GuessedBonds(self.universe, self.boundaries.search_box(
+                    self.start_dimensions))
+        if self._fragments is not None or self._guessed is None or ix is None:
+            return self._fragments
+        return self._guessed.fragments(ix)
+
+    def bonds_note(self) -> str | None:
+        """What check and the dry run say about guessed bonds (None: the
+        topology's own bonds, or none needed)."""
+        g = self._guessed
+        if g is None:
+            return None
+        if g.problem:
+            return (f"the topology has no bonds and none could be guessed "
+                    f"({g.problem}): groups of several atoms are joined compactly")
+        if g.atoms_guessed:
+            return (f"guessed for {g.atoms_guessed} atoms of {int(g.explored.sum())} "
+                    f"residues from the start structure (the topology has none; "
+                    f"MDAnalysis' van der Waals criterion, residue chains only)")
+        return None
 
     def _check_boundaries(self, c):
         """Refuse what the engine's boundaries make impossible, naming the key."""
@@ -225,6 +249,8 @@ class PcoordCalculator:
     def _load(self, structure, fmt, key):
         import MDAnalysis as mda
 
+        from .. import amber
+
         config = self.config
         kwargs = dict(config.topology_options)
         if config.topology_format:
@@ -233,8 +259,11 @@ class PcoordCalculator:
             raise ConfigError(f"structure '{structure}' does not exist; check the path "
                               f"(and the files: set-up that should make it)",
                               source=config.source, key=key)
+        told = fmt
         if structure is not None and not fmt:
-            structure = self._by_suffix(structure, key)
+            structure, fmt = self._by_suffix(structure, key)
+        elif fmt and fmt.upper() == amber.FORMAT:
+            amber.register()  # streamrun's reader of Amber NetCDF restarts
         coords = [] if structure is None else [str(structure)]
         if fmt:
             kwargs["format"] = fmt
@@ -242,40 +271,99 @@ class PcoordCalculator:
             warnings.simplefilter("ignore")  # MDAnalysis guesses; fine for pcoords
             try:
                 if not coords:  # the topology file's own coordinates
-                    return mda.Universe(str(config.topology), **kwargs)
-                topology = parsed_topology(config.topology, config.topology_format,
-                                           config.topology_options)
-                kwargs.pop("topology_format", None)
-                return mda.Universe(topology.copy(), *coords, **kwargs)
+                    u = mda.Universe(str(config.topology), **kwargs)
+                else:
+                    topology = parsed_topology(config.topology,
+                                               config.topology_format,
+                                               config.topology_options)
             except Exception as e:
-                what = f"topology '{config.topology}'" + (
-                    f" with structure '{structure}'" if coords else "")
-                raise ConfigError(f"MDAnalysis could not read the {what}: "
-                                  f"{type(e).__name__}: {e}. Check the file, "
-                                  f"topology_format and topology_options",
-                                  source=config.source,
-                                  key=key if coords else "topology") from None
+                raise ConfigError(f"MDAnalysis could not read the topology "
+                                  f"'{config.topology}': {type(e).__name__}: {e}. "
+                                  f"Check the file, topology_format and "
+                                  f"topology_options", source=config.source,
+                                  key="topology") from None
+            if coords:
+                kwargs.pop("topology_format", None)
+                try:
+                    u = mda.Universe(topology.copy(), *coords, **kwargs)
+                except Exception as e:
+                    how = "" if not fmt else f" as {fmt}" if told else \
+                        f" as {fmt} (told by its suffix and content)"
+                    raise ConfigError(
+                        f"MDAnalysis could not read the structure '{structure}'{how} "
+                        f"with the topology '{config.topology}': "
+                        f"{type(e).__name__}: {' '.join(str(e).split()).rstrip('.')}. "
+                        + self._read_advice(e, key),
+                        source=config.source, key=key) from None
+        return self._one_frame(u, structure, fmt, key)
 
     def _by_suffix(self, structure, key):
-        """``structure``, or the file it links to when only that has a suffix.
+        """The file to read for ``structure`` and its MDAnalysis format (None: let
+        MDAnalysis tell by the suffix).
 
         MDAnalysis picks a reader by suffix. With ``gen_istates: true`` WESTPA
         hands get_pcoord ``istates/<iter>/<id>``, a name without one, usually a
-        link to the real file: that file's suffix tells the format.
+        link to the real file: that file's suffix tells the format. Amber
+        coordinate files are told by their content, under their suffixes
+        (:data:`streamrun.amber.SUFFIXES`, which MDAnalysis mostly does not know)
+        or under none (:func:`streamrun.amber.mdanalysis_format`).
         """
-        if structure.suffix:
-            return structure
-        target = Path(os.path.realpath(structure))
-        if target.suffix:
-            return target
-        option = "get_pcoord.format" if key == "get_pcoord.structure" else \
-            f"{key}_format" if key in ("start", "topology") else None
+        from .. import amber
+
+        path = target = structure
+        if not structure.suffix:
+            target = Path(os.path.realpath(structure))
+            path = target if target.suffix else structure
+        fmt = amber.mdanalysis_format(path)
+        if fmt or path.suffix:
+            return path, fmt
         link = f" (a link to '{target}')" if target != structure else ""
-        hint = f"set {option} (e.g. DATA, GRO, PDB, TPR)" if option else \
-            "give a file with a suffix"
         raise ConfigError(f"'{structure}'{link} has no file suffix, so MDAnalysis "
-                          f"cannot tell its format; {hint}", source=self.source,
+                          f"cannot tell its format; set {self._format_key(key)} "
+                          f"(e.g. DATA, GRO, PDB, TPR, INPCRD)", source=self.source,
                           key=key)
+
+    @staticmethod
+    def _format_key(key):
+        """The config key that names the MDAnalysis format of the structure read
+        under ``key``: ``start_format``, ``get_pcoord.format``,
+        ``pcoord[0].reference_format``, ..."""
+        return "get_pcoord.format" if key == "get_pcoord.structure" else \
+            f"{key}_format"
+
+    @classmethod
+    def _read_advice(cls, error, key):
+        """What to do when MDAnalysis could not read a structure (``key``)."""
+        from .. import amber
+
+        if "same number of atoms" in str(error):
+            return ("The structure must hold the topology's atoms, in its order; "
+                    f"check {key} against the topology")
+        return (f"Check the file, or set {cls._format_key(key)} to its MDAnalysis "
+                f"format (e.g. PDB, GRO, DATA, INPCRD, NCDF). Amber files are read "
+                f"without it: ASCII restarts ({', '.join(amber.ASCII_SUFFIXES)}) and "
+                f"NetCDF ({', '.join(amber.NETCDF_SUFFIXES)}, or any name), told "
+                f"apart by their content")
+
+    def _one_frame(self, u, structure, fmt, key):
+        """``u`` with one frame to read: its coordinates must exist (a prmtop or
+        PSF has none), a trajectory gives its last frame, and an ASCII Amber
+        restart its box (MDAnalysis' INPCRD reader skips the box line)."""
+        from .. import amber
+
+        if not hasattr(u, "trajectory") or u.trajectory.n_frames == 0:
+            raise ConfigError(
+                f"the topology '{self.config.topology}' holds no coordinates (an "
+                f"Amber prmtop has none); set {key} to a structure file (e.g. the "
+                f"basis state's .rst7)",
+                source=self.source, key=key)
+        if u.trajectory.n_frames > 1:
+            u.trajectory[-1]  # where the trajectory ended (see streamrun.amber)
+        if structure is not None and str(fmt).upper() in ("INPCRD", "RESTRT"):
+            box = amber.ascii_box(structure)
+            if box is not None:
+                u.trajectory.ts.dimensions = box
+        return u
 
     def reference_universe(self, path, fmt, key):
         """A reference structure read with the topology (cached per file)."""
@@ -292,7 +380,9 @@ class PcoordCalculator:
     def make_whole(self, universe, groups):
         """Make ``groups`` (as :meth:`Coordinate.whole_groups` gives them) whole in
         a reference Universe, in place, under the engine's boundaries."""
-        tracker = WholeTracker(universe, groups, self.source, self.fragments())
+        ix = [g[0].ix for g in groups]
+        tracker = WholeTracker(universe, groups, self.source,
+                               self.fragments(np.concatenate(ix) if ix else None))
         if tracker.ix.size:
             pos = universe.atoms.positions
             pos[tracker.ix] = tracker.start(

@@ -10,8 +10,8 @@ molecule are measured along the molecule (kept whole), without a minimum image.
 from __future__ import annotations
 
 from ..lazy import numpy as np
-from .base import CENTER, GROUP_A, GROUP_B, PBC, Coordinate, Option, \
-    along_molecule, need_masses, register
+from .base import AXES, CENTER, GROUP_A, GROUP_B, PBC, Coordinate, Option, \
+    along_molecule, axes_mask, need_masses, register
 
 
 @register
@@ -19,26 +19,35 @@ class Distance(Coordinate):
     """Distance between the centres of two groups, in Å."""
 
     type = "distance"
-    summary = "distance between the centres of groups a and b"
-    pbc_note = ("a and b are each made whole; a and b of one molecule: along the "
+    summary = ("distance between the centres of groups a and b, or its component "
+               "along axes (e.g. z: a drug's distance from a membrane leaflet)")
+    pbc_note = ("a and b are each made whole (along axes); a and b of one molecule: "
+                "along the "
                 "molecule (no minimum image); of different molecules: minimum image "
                 "between the two centres along the periodic dimensions")
     options = {"a": GROUP_A, "b": GROUP_B,
-               "center": CENTER, "pbc": PBC}
+               "center": CENTER, "axes": AXES, "pbc": PBC}
 
     def prepare(self, ctx):
-        self.ga, self.gb = self.group(ctx, "a"), self.group(ctx, "b")
+        self._mask = axes_mask(self.axes)
+        self.ga = self.group(ctx, "a", along=self._mask)
+        self.gb = self.group(ctx, "b", along=self._mask)
         self.along = along_molecule(ctx, self, self.ga, self.gb)
         if self.center == "mass":
             need_masses(ctx, self.ga, "a")
             need_masses(ctx, self.gb, "b")
 
     def compute(self, frame):
-        from MDAnalysis.lib.distances import calc_bonds
+        from MDAnalysis.lib.distances import calc_bonds, minimize_vectors
 
-        return np.atleast_1d(calc_bonds(frame.centre(self.ga, self.center),
-                                        frame.centre(self.gb, self.center),
-                                        box=None if self.along else frame.box(self.pbc)))
+        a, b = frame.centre(self.ga, self.center), frame.centre(self.gb, self.center)
+        box = None if self.along else frame.box(self.pbc, self._mask)
+        if self.axes == "xyz":
+            return np.atleast_1d(calc_bonds(a, b, box=box))
+        d = b - a
+        if box is not None:
+            d = minimize_vectors(d[None], box)[0]
+        return np.atleast_1d(np.linalg.norm(d[list(self._mask)]))
 
 
 @register
@@ -74,7 +83,9 @@ class Position(Coordinate):
     type = "position"
     summary = ("one component (x, y or z) of the centre of select, in the box or "
                "relative to the centre of relative_to (e.g. membrane permeation)")
-    pbc_note = ("select (and relative_to) made whole; without relative_to the centre "
+    pbc_note = ("select (and relative_to) made whole along axis (a membrane leaflet "
+                "spanning the box in x and y has a z position); without relative_to "
+                "the centre "
                 "is taken from the engine's box origin (LAMMPS: xlo ylo zlo) and "
                 "wrapped into the box along the periodic dimensions; with it, the "
                 "vector between the centres is along the molecule when both are of "
@@ -91,8 +102,10 @@ class Position(Coordinate):
         return self.relative_to is None
 
     def prepare(self, ctx):
-        self.gs = self.group(ctx, "select")
-        self.gr = None if self.relative_to is None else self.group(ctx, "relative_to")
+        along = axes_mask(self.axis)  # one component: whole along it only
+        self.gs = self.group(ctx, "select", along=along)
+        self.gr = None if self.relative_to is None else self.group(ctx, "relative_to",
+                                                                   along=along)
         self.along = self.gr is not None and along_molecule(ctx, self, self.gs,
                                                               self.gr)
         self._axis = "xyz".index(self.axis)
@@ -109,7 +122,7 @@ class Position(Coordinate):
             c = frame.in_box(c, self.pbc)
         else:
             c = c - frame.centre(self.gr, self.center)
-            box = None if self.along else frame.box(self.pbc)
+            box = None if self.along else frame.box(self.pbc, axes_mask(self.axis))
             if box is not None:
                 c = minimize_vectors(c[None], box)[0]
         return np.atleast_1d(float(c[self._axis]))

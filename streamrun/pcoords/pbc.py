@@ -103,8 +103,12 @@ class WholeTracker:
     def __init__(self, universe, groups, source, fragments=False):
         self.universe, self.source = universe, source
         self._fragments = fragments  # False: not looked for yet
-        self.groups = [(g, key, sel) for g, key, sel in groups if len(g) > 1]
-        ix = [g.ix for g, _, _ in self.groups]
+        # (group, key, selection, box vectors it must be joined along): a
+        # coordinate that uses one component (position, distance with axes) needs
+        # its group whole along that one only
+        self.groups = [(g, key, sel, np.array(rest[0] if rest else (True,) * 3))
+                       for g, key, sel, *rest in groups if len(g) > 1]
+        ix = [g[0].ix for g in self.groups]
         self.ix = np.unique(np.concatenate(ix)) if ix else np.empty(0, dtype=np.intp)
         self._frac = None      # fractional positions of the tracked atoms
         self._cart = None      # Cartesian positions when the start had no box
@@ -208,32 +212,33 @@ class WholeTracker:
                       else np.arange(self.ix.size))  # no bonds: one atom each
         shift = {}  # fragment -> integer box-vector shift, once placed
         self._joined = []
-        for group, key, sel in self.groups:
+        for group, key, sel, along in self.groups:
             idx = self._locals(group)
             gfrag = local_frag[idx]
             kinds = list(dict.fromkeys(gfrag.tolist()))
             if len(kinds) < 2:
                 continue
-            self._joined.append((idx, key, sel))
+            self._joined.append((idx, key, sel, along))
             centres = {f: frac[idx[gfrag == f]].mean(axis=0) for f in kinds}
             anchor = next((f for f in kinds if f in shift), kinds[0])
             shift.setdefault(anchor, np.zeros(3))
             target = centres[anchor] + shift[anchor]
             for f in kinds:
                 if f not in shift:
-                    shift[f] = np.round(target - centres[f])
+                    shift[f] = np.round(target - centres[f]) * along
             moved = frac[idx].copy()
             for f in kinds:
                 moved[gfrag == f] += shift[f]
-            self._check_extent(moved, key, sel, "the start structure", box,
+            self._check_extent(moved, key, sel, "the start structure", box, along,
                                ConfigError, self.source)
         for f, s in shift.items():
             frac[local_frag == f] += s
         return frac
 
     @staticmethod
-    def _check_extent(frac, key, sel, where, box, error=PcoordError, source=None):
-        extent = np.ptp(frac, axis=0)
+    def _check_extent(frac, key, sel, where, box, along, error=PcoordError,
+                      source=None):
+        extent = np.ptp(frac, axis=0) * along
         axis = int(np.argmax(extent))
         if extent[axis] < 0.5:
             return
@@ -297,6 +302,115 @@ class WholeTracker:
                 f"(start:) is not the structure the engine starts from; otherwise "
                 f"stream frames more often (engine.frame_interval)")
         self._frac = frac
-        for idx, key, sel in self._joined:
-            self._check_extent(frac[idx], key, sel, where, box)
+        for idx, key, sel, along in self._joined:
+            self._check_extent(frac[idx], key, sel, where, box, along)
         return frac @ box
+
+
+class GuessedBonds:
+    """Molecules of a topology without bonds (.gro, .pdb without CONECT), found
+    from the start structure for the atoms that coordinates use.
+
+    Bonds are MDAnalysis' guess (``DefaultGuesser.guess_bonds``: two atoms are
+    bonded when closer than 0.55 x the sum of their van der Waals radii, minimum
+    images along the periodic dimensions), made only for the residues of a chain
+    that holds an atom asked about: from those residues, a neighbouring residue
+    (the one before or after in the topology) is added while one of its atoms is
+    bonded to the chain by that same criterion. So the cost is proportional to
+    the molecules the coordinates use, never to the solvent; cross-links between
+    residues that are not neighbours (disulfides) are not guessed, and a residue of
+    one atom (an ion, whose large radius passes the test beside a water oxygen) is
+    bonded to nothing.
+
+    Parameters
+    ----------
+    universe : MDAnalysis.Universe
+        With the start structure.
+    box : numpy.ndarray or None
+        :meth:`streamrun.boundaries.Boundaries.search_box` of the start structure.
+    """
+
+    FUDGE = 0.55
+
+    def __init__(self, universe, box):
+        self.universe, self.box = universe, box
+        n = len(universe.atoms)
+        self.labels = -1 - np.arange(n)  # unexplored: one fragment per atom
+        self.bonds = np.empty((0, 2), dtype=np.intp)
+        self.explored = np.zeros(len(universe.residues), dtype=bool)
+        self.atoms_guessed = 0
+        self.problem = None  # why bonds could not be guessed
+        self._radii = None
+
+    def _atom_radii(self):
+        if self._radii is None:
+            from MDAnalysis.guesser.tables import vdwradii
+
+            try:
+                types = np.char.upper(np.asarray(self.universe.atoms.types, dtype=str))
+            except Exception:  # no types in the topology
+                from MDAnalysis.guesser.default_guesser import DefaultGuesser
+
+                types = np.char.upper(np.asarray(DefaultGuesser(None).guess_types(
+                    self.universe.atoms.names), dtype=str))
+            self._radii = np.array([vdwradii.get(t, np.nan) for t in types])
+        return self._radii
+
+    def _bonded(self, a, b) -> bool:
+        """True when an atom of residue ``a`` is bonded to one of residue ``b``."""
+        from MDAnalysis.lib.distances import distance_array
+
+        ra, rb = self.universe.residues[a].atoms, self.universe.residues[b].atoms
+        if len(ra) == 1 or len(rb) == 1:
+            return False  # a monatomic ion is bonded to nothing
+        d = distance_array(ra.positions, rb.positions, box=self.box)
+        radii = self._atom_radii()
+        limit = self.FUDGE * (radii[ra.ix][:, None] + radii[rb.ix][None, :])
+        return bool(np.any((d < limit) & (d > 0.1)))
+
+    def fragments(self, ix):
+        """(labels, bonds) as :func:`bonded_fragments` gives them, with the chains
+        of the atoms ``ix`` explored; None when bonds cannot be guessed."""
+        from MDAnalysis.guesser.default_guesser import DefaultGuesser
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        radii = self._atom_radii()
+        residues = self.universe.atoms.resindices
+        start = np.setdiff1d(np.unique(residues[ix]), np.flatnonzero(self.explored))
+        if start.size == 0:
+            return self.labels, self.bonds
+        chain, todo = set(start.tolist()), list(start.tolist())
+        last = len(self.universe.residues) - 1
+        while todo:
+            r = todo.pop()
+            for other in (r - 1, r + 1):
+                if 0 <= other <= last and other not in chain and \
+                        not self.explored[other] and self._bonded(r, other):
+                    chain.add(other)
+                    todo.append(other)
+        chain = np.array(sorted(chain))
+        self.explored[chain] = True
+        atoms = self.universe.residues[chain].atoms
+        if np.isnan(radii[atoms.ix]).any():
+            types = sorted({t for t, r in zip(atoms.types, radii[atoms.ix])
+                            if np.isnan(r)})
+            self.problem = (f"no van der Waals radius for atom type(s) "
+                            f"{', '.join(types)}")
+            return None
+        guessed = DefaultGuesser(None, box=self.box).guess_bonds(atoms, atoms.positions)
+        new = np.asarray(guessed, dtype=np.intp).reshape(-1, 2)
+        lone = [r.atoms[0].ix for r in self.universe.residues[chain] if len(r.atoms) == 1]
+        if lone:  # an ion next to a water oxygen passes the radius test
+            new = new[~np.isin(new, lone).any(axis=1)]
+        self.bonds = np.vstack([self.bonds, new])
+        self.atoms_guessed += len(atoms)
+        local = np.full(len(self.labels), -1)
+        local[atoms.ix] = np.arange(len(atoms))
+        pairs = local[new]
+        graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])),
+                           shape=(len(atoms), len(atoms)))
+        parts = connected_components(graph, directed=False)[1]
+        self.labels[atoms.ix] = parts + (self.labels.max() + 1 if
+                                         (self.labels >= 0).any() else 0)
+        return self.labels, self.bonds
