@@ -22,9 +22,9 @@ What the reporter does, in order:
   in the session info and none is sent (OpenMM's default 2 nm box of such a
   System is no period), so streamrun computes plain Cartesian values.
 - Every ``frame_interval`` steps after the first (the start point is not sent) it
-  sends the time (ps), the box vectors (Å, periodic Systems) and the positions (Å) of every atom,
-  as OpenMM gives them with ``enforcePeriodicBox=False``: molecules stay whole and
-  atoms are never re-wrapped. Nothing else is announced or sent (no energies,
+  sends the time (ps), the box vectors (Å, periodic Systems only) and the positions
+  (Å) of every atom, as OpenMM gives them with ``enforcePeriodicBox=False``:
+  molecules stay whole and atoms are never re-wrapped. Nothing else is announced or sent (no energies,
   velocities or forces).
 - ``IMD_PAUSE`` from the client blocks :meth:`IMDReporter.report` (so the
   simulation) until ``IMD_RESUME``: a client whose buffer is full loses no frame.

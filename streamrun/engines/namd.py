@@ -178,8 +178,9 @@ class NamdAdapter(EngineAdapter):
                 try:
                     values = [float(w) for w in words[1:4]]
                 except ValueError:
-                    raise UnknownPeriodicity(f"{path.name} line {number}: "
-                                             f"'{command}' is not three numbers") from None
+                    raise UnknownPeriodicity(
+                        f"{path.name} line {number}: '{command}' is not three "
+                        f"numbers") from None
                 if keyword == "cellorigin":
                     origin = values
                 else:

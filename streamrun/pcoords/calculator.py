@@ -239,10 +239,10 @@ class PcoordCalculator:
                               f"pbc: true (values are plain Cartesian)",
                               source=self.source, key=f"{c.key}.pbc")
         if getattr(c, "uses_origin", False) and b.origin is None:
-            raise ConfigError(f"a position relative to the box origin needs the "
-                              f"engine's box origin, which streamrun reads from a "
-                              f"LAMMPS data file's xlo ylo zlo; give start: (or "
-                              f"topology:) as a LAMMPS data file, or set relative_to",
+            raise ConfigError("a position relative to the box origin needs the "
+                              "engine's box origin, which streamrun reads from a "
+                              "LAMMPS data file's xlo ylo zlo; give start: (or "
+                              "topology:) as a LAMMPS data file, or set relative_to",
                               source=self.source, key=f"{c.key}.select")
 
     # -- loading ------------------------------------------------------------
