@@ -69,7 +69,8 @@ COORDINATES = [
      "reference": "perturbed.gro"},
 ]
 
-def run_split_protein_segment(folder, gmx, coordinates=COORDINATES):
+def run_split_protein_segment(folder, gmx, coordinates=COORDINATES,
+                              topology="seg.tpr"):
     """Build the split start, grompp it, stream one segment in-process;
     returns (system, config, result)."""
     system = write_split_protein(folder)
@@ -79,7 +80,7 @@ def run_split_protein_segment(folder, gmx, coordinates=COORDINATES):
                    cwd=folder, check=True, capture_output=True, timeout=120)
     setup = {"engine": {"name": "gromacs", "input": "md.mdp", "nsteps": NSTEPS,
                         "frame_interval": EVERY, "args": ["-nt", "1"]},
-             "topology": "seg.tpr",  # bonds, masses; its coordinates are start.gro's
+             "topology": topology,  # seg.tpr: bonds, masses; coordinates start.gro's
              "start": "start.gro"}
     return (system, *stream_segment(folder, setup, coordinates, "protein"))
 
@@ -175,15 +176,8 @@ def test_a_gro_topology_without_bonds_gets_its_protein_bonds_guessed(
     import subprocess as sp
     import sys
 
-    system = write_split_protein(tmp_path)
-    write_gromacs_mdp(tmp_path, nsteps=NSTEPS, every=EVERY, dt=DT)
-    subprocess.run([gmx, "-quiet", "grompp", "-f", "md.mdp", "-c", "start.gro",
-                    "-p", "topol.top", "-o", "seg.tpr", "-po", "seg-out.mdp"],
-                   cwd=tmp_path, check=True, capture_output=True, timeout=120)
-    setup = {"engine": {"name": "gromacs", "input": "md.mdp", "nsteps": NSTEPS,
-                        "frame_interval": EVERY, "args": ["-nt", "1"]},
-             "topology": "start.gro"}
-    config, result = stream_segment(tmp_path, setup, GRO_COORDINATES, "protein")
+    system, config, result = run_split_protein_segment(
+        tmp_path, gmx, GRO_COORDINATES, topology="start.gro")
     written = np.loadtxt(config.output, ndmin=2)
     u = engine_universe(tmp_path, system)
     assert longest_bond(u, "protein") < 2.5
