@@ -132,25 +132,36 @@ def test_same_numbers_as_the_tutorials_gmx_distance_on_the_trr(
 
 def test_a_slow_pcoord_pauses_mdrun_and_loses_no_frame(
         gmx, nacl_gromacs, run_example, no_engine_left):
-    """imdclient pauses mdrun when its buffer is full (IMD v2: a PAUSE toggle)."""
+    """imdclient pauses mdrun when its buffer is full (IMD v2: a PAUSE toggle). The
+    pcoord of frame 2 blocks until mdrun has logged the pause, so mdrun is ahead by
+    construction, however loaded the machine: the buffer (8 frames, the least
+    streamrun gives imdclient) is far smaller than the 50 frames mdrun has to send."""
+    log = nacl_gromacs / "seg" / "streamrun-engine.log"
     (nacl_gromacs / "slow.py").write_text(
         "import time\n"
+        "from pathlib import Path\n"
         "from MDAnalysis.lib.distances import calc_bonds\n"
+        f"LOG = Path({str(log)!r})\n"
         "calls = 0\n"
         "def na_cl(u, na, cl):\n"
         "    global calls\n"
         "    calls += 1\n"
-        "    time.sleep(0.6 if calls == 2 else 0.01)  # mdrun is far ahead now\n"
+        "    if calls == 2:  # hold the stream until mdrun is paused (at most 120 s)\n"
+        "        deadline = time.monotonic() + 120\n"
+        "        while ('IMD: Pause command received' not in LOG.read_text()\n"
+        "               and time.monotonic() < deadline):\n"
+        "            time.sleep(0.05)\n"
         "    return calc_bonds(na.positions[0], cl.positions[0], box=u.dimensions)\n")
     _, config = run_example(
-        nacl_gromacs, "stream.buffer_mb=0.06",  # about 5 frames of 1040 atoms
+        nacl_gromacs, "stream.buffer_mb=0.06",  # 8 frames of 1040 atoms (the least)
+        "pcoord_timeout=180",
         "pcoord=[{type: plugin, function: 'slow.py:na_cl', "
         "selections: [name NA, name CL]}]")
 
     seg = nacl_gromacs / "seg"
-    log = (seg / "streamrun-engine.log").read_text()
-    assert "IMD: Pause command received" in log
-    assert "IMD: Un-pause command received" in log
+    text = log.read_text()
+    assert "IMD: Pause command received" in text, "mdrun was never paused"
+    assert "IMD: Un-pause command received" in text
     written = np.loadtxt(config.output)
     expected, _ = na_cl_from_trr(seg)
     assert written.shape == (51,)
