@@ -72,11 +72,10 @@ def _say(message):
 
 def _load(config_path, overrides, output=None, workdir=None, mode="segment",
           environ=None):
-    from .config import load
+    from .config import load, make_workdir
 
     if workdir:
-        workdir = Path(workdir).resolve()
-        workdir.mkdir(parents=True, exist_ok=True)
+        workdir = make_workdir(workdir)
         overrides = [*overrides, f"engine.workdir={workdir}"]
     if output:
         overrides = [*overrides, f"output={Path(output).resolve()}"]
