@@ -21,8 +21,9 @@ from typing import Any
 import yaml
 
 from . import westpa
-from .inputs import (MAX_STRUCTURE_BYTES, MAX_TEXT_BYTES, InputFileError,
-                     check_regular, read_text, short)
+from .inputs import (MAX_STRUCTURE_BYTES, MAX_TEXT_BYTES, TEMPORARY_NAME_EXTRA,
+                     InputFileError, check_regular, name_too_long, os_error_reason,
+                     read_text, short, short_path)
 from .westpa import CONTINUES, NEWTRAJ
 from .errors import ConfigError
 
@@ -321,13 +322,22 @@ def _string(value, key, source, required=False):
     return str(value)
 
 
-def _path(value, key, source, base, must_exist=True):
+def _path(value, key, source, base, must_exist=True, extra=0):
+    """A path from the config, absolute (relative to ``base``); ``extra``: bytes
+    its name may grow by when streamrun writes it (a temporary name beside it)."""
     text = _string(value, key, source)
     if text is None:
         return None
     path = Path(os.path.expandvars(os.path.expanduser(text)))
-    if not path.is_absolute():
+    relative = not path.is_absolute()
+    if relative:
         path = base / path
+    too_long = name_too_long(path, extra)
+    if too_long:  # every later look at it would fail with ENAMETOOLONG
+        what = "use a shorter segment folder (-w, engine.workdir)" \
+            if relative and key in WORKDIR_RELATIVE else "use a shorter path"
+        raise ConfigError(f"the path {short_path(path)} is too long: {too_long}; "
+                          f"{what}", source=source, key=key)
     if must_exist and not path.exists():
         raise ConfigError(f"file '{path}' does not exist; fix the path (relative "
                           f"paths are relative to {base})", source=source, key=key)
@@ -399,12 +409,12 @@ class _Context:
                 source=self.source, key=key)
         return westpa.fill(str(value), self.values, missing)
 
-    def path(self, value, key, base=None, must_exist=True):
+    def path(self, value, key, base=None, must_exist=True, extra=0):
         text = _string(value, key, self.source)
         if text is None:
             return None
         return _path(self.fill(text, key), key, self.source, base or self.base_dir,
-                     must_exist)
+                     must_exist, extra)
 
 
 def validate(data: dict, source: str, base_dir: Path, environ=None,
@@ -520,7 +530,8 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
             key="engine.nsteps"))
 
     output = data.get("output") or environ.get("WEST_PCOORD_RETURN") or "pcoord.dat"
-    output = ctx.path(output, "output", workdir, must_exist=False)
+    output = ctx.path(output, "output", workdir, must_exist=False,
+                      extra=TEMPORARY_NAME_EXTRA)
     log = ctx.path(data.get("log") or "streamrun-engine.log", "log", workdir,
                    must_exist=False)
     for key, path in (("output", output), ("log", log)):
@@ -594,6 +605,31 @@ def _raise(error):
     raise error
 
 
+def make_workdir(folder) -> Path:
+    """Create the segment folder given with ``-w`` (and its parents); returns it
+    absolute.
+
+    Raises
+    ------
+    ConfigError
+        If its name is too long or it cannot be created; the path is shown
+        shortened.
+    """
+    folder = Path(os.path.abspath(folder))
+    too_long = name_too_long(folder)
+    if too_long:
+        raise ConfigError(f"the folder {short_path(folder)} is too long: {too_long}; "
+                          f"use a shorter path", source="command line",
+                          key="-w/--workdir")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create the folder {short_path(folder)}: "
+                          f"{os_error_reason(e)}", source="command line",
+                          key="-w/--workdir") from None
+    return folder.resolve()
+
+
 def _writable_folder(path, source, key):
     if not path.parent.is_dir():
         raise ConfigError(f"folder '{path.parent}' does not exist; create it or "
@@ -605,6 +641,9 @@ def _writable_folder(path, source, key):
                           f"({e.strerror or e}); choose another path",
                           source=source, key=key) from None
 
+
+#: Keys whose relative paths are relative to the segment folder (engine.workdir).
+WORKDIR_RELATIVE = ("output", "log")
 
 #: engine.listener values: how the process listening on the IMD port is known to be
 #: the engine streamrun launched.
@@ -726,7 +765,8 @@ def _aux(value, ctx, workdir):
         var = westpa.aux_return_var(str(name))
         target = ctx.environ.get(var) or f"aux_{name}.dat"
         out[str(name)] = (specs, ctx.path(target, f"aux.{name}", workdir,
-                                          must_exist=False))
+                                          must_exist=False,
+                                          extra=TEMPORARY_NAME_EXTRA))
     return out
 
 

@@ -87,3 +87,73 @@ def short(value) -> str:
     """``repr(value)`` cut to a few dozen characters, for error messages: a value
     from a config may be huge (YAML aliases nest lists without bound)."""
     return _SHORT.repr(value)
+
+
+def short_path(path, limit: int = 100) -> str:
+    """``path`` as shown in a message: whole when it is short, else its start and
+    its end around an ellipsis, with its length (a 4 kB path would fill a
+    terminal and hide what the message says)."""
+    text = str(path)
+    if len(text) <= limit:
+        return text
+    head, tail = text[:limit // 3], text[-(limit - limit // 3):]
+    return f"{head}…{tail} ({len(text)} characters)"
+
+
+def _limit(name: str, default: int) -> int:
+    try:
+        return os.pathconf("/", name)
+    except (OSError, ValueError):
+        return default
+
+
+#: Bytes a file name may grow by when streamrun writes it atomically
+#: (``.NAME.XXXXXXXX.tmp``, see :func:`streamrun.returns.write_pcoord`).
+TEMPORARY_NAME_EXTRA = 16
+
+
+def name_too_long(path, extra: int = 0) -> str | None:
+    """Why the system would refuse ``path`` with ENAMETOOLONG, or None.
+
+    Parameters
+    ----------
+    path : path-like
+    extra : int
+        Bytes the last name may grow by (a temporary name beside it).
+
+    Returns
+    -------
+    str or None
+        What is too long, e.g. "4100 bytes; the system allows at most 4095 per
+        path (ENAMETOOLONG)", for "the path ... is too long: ...".
+    """
+    path_max, name_max = _limit("PC_PATH_MAX", 4096), _limit("PC_NAME_MAX", 255)
+    size = len(os.fsencode(str(path)))
+    if size + extra >= path_max:
+        return (f"{size} bytes; the system allows at most {path_max - 1 - extra} "
+                f"per path here (ENAMETOOLONG)")
+    parts = Path(path).parts
+    for i, part in enumerate(parts):
+        grow = extra if i == len(parts) - 1 else 0
+        if len(os.fsencode(part)) + grow > name_max:
+            return (f"one of its names, '{short_path(part, 40)}', has "
+                    f"{len(os.fsencode(part))} bytes; the system allows at most "
+                    f"{name_max - grow} per name here (ENAMETOOLONG)")
+    return None
+
+
+def os_error_reason(error: OSError) -> str:
+    """What an OSError on a path means for the user, without the path (which the
+    message shows shortened): 'File name too long' is not a full disk."""
+    import errno
+
+    reasons = {
+        errno.ENAMETOOLONG: "its name is too long for the system (ENAMETOOLONG); "
+                            "use a shorter path",
+        errno.ENOSPC: "no space left on that disk; free space or use another disk",
+        errno.EDQUOT: "disk quota exceeded; free space or use another disk",
+        errno.EACCES: "permission denied; choose a folder you can write to",
+        errno.EROFS: "read-only file system; choose another folder",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+    }
+    return reasons.get(error.errno, error.strerror or str(error))
