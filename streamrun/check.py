@@ -41,9 +41,16 @@ class Report:
 
     lines: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def say(self, line: str) -> None:
         self.lines.append(line)
+
+    def warn(self, text: str) -> None:
+        """Record what may fail but check cannot prove (exit code unchanged)."""
+        text = str(text)
+        if text not in self.warnings:
+            self.warnings.append(text)
 
     def problem(self, error) -> None:
         """Record a problem once (the same mistake seen by two checks counts once)."""
@@ -53,6 +60,9 @@ class Report:
 
     def text(self) -> str:
         out = list(self.lines)
+        if self.warnings:
+            out += ["", f"{len(self.warnings)} warning(s):"]
+            out += [f"  - {w}" for w in self.warnings]
         if self.problems:
             out += ["", f"{len(self.problems)} problem(s):"]
             out += [f"  - {p}" for p in self.problems]
@@ -68,6 +78,7 @@ class Where:
     config: Path | None = None      # the streamrun config (YAML or west.cfg)
     west_cfg: Path | None = None    # WESTPA's config, if there is one
     west: dict | None = None        # its contents
+    ignored: Path | None = None     # $WEST_SIM_ROOT/west.cfg, unrelated to config
 
 
 def locate(path, environ) -> Where:
@@ -119,9 +130,17 @@ def locate(path, environ) -> Where:
     else:
         load_yaml(path)  # the errors of a streamrun YAML, as run would give them
         where.config = path
-        for candidate in ([Path(environ["WEST_SIM_ROOT"]) / "west.cfg"]
-                          if environ.get("WEST_SIM_ROOT") else []) + \
-                [path.parent / "west.cfg"]:
+        candidates = [path.parent / "west.cfg"]
+        if environ.get("WEST_SIM_ROOT"):
+            root = Path(environ["WEST_SIM_ROOT"]).resolve()
+            named = environ.get("STREAMRUN_CONFIG")
+            if path.is_relative_to(root) or \
+                    (named and Path(named).resolve() == path):
+                candidates.insert(0, root / "west.cfg")
+            elif (root / "west.cfg").is_file():
+                # a WEST_SIM_ROOT left in the shell: another simulation's
+                where.ignored = root / "west.cfg"
+        for candidate in candidates:
             if candidate.is_file():
                 where.west_cfg = candidate.resolve()
                 where.west = _read(where.west_cfg)
@@ -194,11 +213,16 @@ def check_west_cfg(where: Where, report: Report) -> System:
     if west is None:
         report.say("west.cfg:    none found (pcoord_len, pcoord_ndim and basis "
                    "states not checked)")
+        if where.ignored is not None:
+            report.say(f"  ({where.ignored} of WEST_SIM_ROOT not used: the config is "
+                       f"outside that folder; to check it against that west.cfg, "
+                       f"export STREAMRUN_CONFIG={where.config})")
         return system
 
     def problem(message, key):
         report.problem(ConfigError(message, source=source, key=key))
 
+    _duplicates(source, problem)
     section = west.get("west") if isinstance(west.get("west"), dict) else {}
     driver = (section.get("system") or {}).get("driver") if isinstance(
         section.get("system"), dict) else None
@@ -259,6 +283,22 @@ def check_west_cfg(where: Where, report: Report) -> System:
     report.say(f"  segments:  {how}")
     report.say(f"  w_init:    get_pcoord runs {_executable(west, 'get_pcoord') or '?'}")
     return system
+
+
+def _duplicates(path, problem):
+    """Keys given twice in WESTPA's part of west.cfg (the streamrun: section is
+    checked with the streamrun config): YAML silently keeps the last."""
+    from .config import duplicate_keys
+    from .inputs import read_text
+
+    try:
+        text = read_text(path)
+    except (OSError, ValueError):
+        return  # read before: reported there
+    for key, first, again in duplicate_keys(text):
+        if key.split(".")[0].split("[")[0] != "streamrun":
+            problem(f"given twice, on line {first} and again on line {again}; YAML "
+                    f"(and WESTPA) keep only the last: merge them into one", key)
 
 
 def _system_options(west):
@@ -441,22 +481,50 @@ def _check_segment(where, system, states, environ, sim_root, scratch, parent,
         report.problem(f"could not describe the segment: {type(e).__name__}: {e}")
     if config.prepare:
         report.say("  (prepare commands are not run by check)")
+    for note in adapter.notes(config.engine):
+        report.warn(f"{config.source}, key 'engine.input': {note}")
     files_failed = any((getattr(p, "key", None) or "").startswith("files.")
                        for p in problems)
     start = _start_of(config)
     if files_failed and start is not None and not Path(start).exists():
         return  # row 0 would read a file that files: did not set up (reported)
-    if made_by_prepare(config) and Path(start).parent == config.engine.workdir \
-            and parent is not None:
-        # made by a prepare command (e.g. grompp's seg.tpr): for a new trajectory
-        # it holds the basis state's coordinates
-        report.say(f"  start:     {Path(start).name} is made by a prepare command; "
-                   f"row 0 read from the basis state {parent} instead")
-        config = dataclasses.replace(config, start=Path(parent), start_format=None)
+    unread = False
+    if made_by_prepare(config) and Path(start).parent == config.engine.workdir:
+        config, unread = _prepared_start(config, adapter, Path(start), parent, report)
     row0 = _row0(config, report, "segment row 0")
-    if row0 is not None:
+    if row0 is not None and unread:
+        report.say(f"  row 0:     not computed: its structure is the prepare "
+                   f"command's output; the selections were checked on the "
+                   f"topology's coordinates ({_values(row0)} there)")
+    elif row0 is not None:
         report.say(f"  row 0:     {_values(row0)} (start structure "
                    f"{_start_of(config)})")
+
+
+def _prepared_start(config, adapter, made, parent, report):
+    """Row 0's structure when ``start`` is made by a prepare command (grompp's
+    seg.tpr), which check does not run: the basis state of a WESTPA run (a new
+    trajectory starts from its coordinates), else the structure the prepare
+    command reads, when the engine adapter can tell; else the topology's
+    coordinates, only to check the selections. Returns the config to compute
+    row 0 with, and True when that row is not the segment's row 0."""
+    from .segment import before_set_up
+
+    if parent is not None:
+        report.say(f"  start:     {made.name} is made by a prepare command; row 0 "
+                   f"read from the basis state {parent} instead")
+        return dataclasses.replace(config, start=Path(parent), start_format=None), False
+    found = adapter.prepared_from(config, made)
+    if found is not None:
+        source = before_set_up(dataclasses.replace(config, start=found[0],
+                                                   start_format=None))
+        if source.start is not None and source.start.is_file():
+            report.say(f"  start:     {made.name} is made by a prepare command from "
+                       f"{source.start} ({found[1]}); row 0 read from that file")
+            return source, False
+    report.say(f"  start:     {made.name} is made by a prepare command, which check "
+               f"does not run; row 0 comes from its output")
+    return dataclasses.replace(config, start=None, start_format=None), True
 
 
 def _workdir_override(path, overrides, folder):
@@ -582,7 +650,10 @@ def _check_basis_state(where, system, state, environ, sim_root, scratch, overrid
         config = load(where.config, overrides, environ=env, mode="pcoord",
                       problems=problems)
     except StreamrunError as e:
-        report.problem(f"{label}: {e}")
+        # the segment's check met the same mistake: say only what it does here
+        report.problem(f"{label}: get_pcoord fails (see above), so w_init would "
+                       f"store a NaN pcoord for it and exit 0" if str(e) in
+                       report.problems else f"{label}: {e}")
         for p in problems:
             report.problem(p)
         return

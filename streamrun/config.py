@@ -226,6 +226,15 @@ def load_yaml(path: Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping of keys (engine:, topology:, pcoord:, ...)",
                           source=path)
+    west_cfg = "streamrun" in data or "west" in data
+    for key, first, again in duplicate_keys(text):
+        if west_cfg and key.split(".")[0].split("[")[0] != "streamrun":
+            continue  # WESTPA's part of west.cfg: streamrun check reports it
+        if west_cfg and key != "streamrun":
+            key = key[len("streamrun."):]
+        raise ConfigError(f"given twice, on line {first} and again on line {again}; "
+                          f"YAML keeps only the last and drops the first without a "
+                          f"word: merge them into one", source=path, key=key)
     if "streamrun" in data:
         section = data["streamrun"]
         if not isinstance(section, dict):
@@ -236,6 +245,52 @@ def load_yaml(path: Path) -> dict:
         raise ConfigError("this west.cfg has no 'streamrun:' section; add one "
                           "(see the README's config reference)", source=path)
     return data
+
+
+def duplicate_keys(text: str) -> list[tuple[str, int, int]]:
+    """Keys given twice in one mapping of a YAML document, which YAML loaders
+    accept silently, keeping the last value.
+
+    Returns
+    -------
+    list of (str, int, int)
+        The dotted key (``pcoord``, ``engine.nsteps``, ``pcoord[1].a``,
+        ``west.system.system_options.pcoord_len``) and the line numbers of its
+        first and its repeated occurrence, in document order. Empty for a document
+        that cannot be read (the loader reports that).
+    """
+    try:
+        node = yaml.compose(text, Loader=westpa.WestCfgLoader)
+    except yaml.YAMLError:
+        return []
+    found, seen = [], set()
+
+    def walk(node, prefix):
+        if id(node) in seen:  # an alias: walked once (aliases may nest without bound)
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for i, child in enumerate(node.value):
+                walk(child, f"{prefix}[{i}]")
+        elif isinstance(node, yaml.MappingNode):
+            lines = {}
+            for key_node, value in node.value:
+                name = key_node.value if isinstance(key_node, yaml.ScalarNode) \
+                    else None
+                dotted = f"{prefix}.{name}" if prefix else str(name)
+                if name is not None and name != "<<":
+                    line = key_node.start_mark.line + 1
+                    if name in lines:
+                        found.append((dotted, lines[name], line))
+                    else:
+                        lines[name] = line
+                walk(value, dotted)
+
+    try:
+        walk(node, "")
+    except RecursionError:
+        return []  # nested too deeply: read_yaml refuses it
+    return found
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
@@ -510,9 +565,7 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
     stream = soft(_mapping, data, "stream", source, default={})
     _check_keys(stream, STREAM_KEYS, source, "stream.", problems)
     topo_opts = soft(_mapping, data, "topology_options", source, default={})
-    system = None
-    if environ.get("WEST_SIM_ROOT"):
-        system = westpa.system_options(Path(environ["WEST_SIM_ROOT"]) / "west.cfg")
+    system = _west_system(source, environ)
     rows_default = ADAPTERS[name].rows(nsteps, interval)
     rows = soft(lambda: _number(data.get("rows"), "rows", source, minimum=1,
                                 default=rows_default), default=rows_default)
@@ -524,10 +577,10 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
         rows = rows_default
     if system and system.pcoord_len is not None and system.pcoord_len != rows:
         soft(_raise, ConfigError(
-            f"pcoord_len is {system.pcoord_len} in {system.source}, but engine.nsteps "
-            f"{nsteps} / engine.frame_interval {interval} gives {rows} rows (start "
-            f"point + one per frame); change one of them", source=source,
-            key="engine.nsteps"))
+            f"pcoord_len is {system.pcoord_len} in {system.source}"
+            f"{_whose(system, source)}, but engine.nsteps {nsteps} / engine.frame_interval {interval} gives "
+            f"{rows} rows (start point + one per frame); change one of them",
+            source=source, key="engine.nsteps"))
 
     output = data.get("output") or environ.get("WEST_PCOORD_RETURN") or "pcoord.dat"
     output = ctx.path(output, "output", workdir, must_exist=False,
@@ -599,6 +652,37 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
         pcoord_timeout=_number(data.get("pcoord_timeout"), "pcoord_timeout", source,
                                kind=float, minimum=0.1, default=300.0),
     )
+
+
+#: Variables WESTPA sets when it runs its propagator or get_pcoord (and a
+#: runseg.sh passes on): a config run with them is WESTPA's.
+WESTPA_JOB_VARS = ("WEST_CURRENT_SEG_ID", "WEST_CURRENT_SEG_DATA_REF",
+                   "WEST_STRUCT_DATA_REF")
+
+
+def _west_system(source, environ):
+    """``west.system.system_options`` of ``$WEST_SIM_ROOT/west.cfg`` (pcoord_len,
+    pcoord_ndim), when they bind this config: WESTPA runs it (a segment, a
+    get_pcoord job), or the config is that west.cfg's streamrun: section. A
+    WEST_SIM_ROOT left in the shell (tutorials' env.sh export it) does not bind a
+    one-off run of another config."""
+    root = environ.get("WEST_SIM_ROOT")
+    if not root:
+        return None
+    west_cfg = Path(root) / "west.cfg"
+    if not any(environ.get(name) for name in WESTPA_JOB_VARS):
+        try:
+            if not os.path.samefile(source, west_cfg):
+                return None
+        except (OSError, TypeError, ValueError):  # "command line", no such file
+            return None
+    return westpa.system_options(west_cfg)
+
+
+def _whose(system, source) -> str:
+    """Why another file's pcoord_len applies to this config."""
+    return "" if system.source == str(source) else \
+        " ($WEST_SIM_ROOT/west.cfg: WESTPA runs this config)"
 
 
 def _raise(error):

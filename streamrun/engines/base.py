@@ -178,6 +178,19 @@ class EngineAdapter:
         MDAnalysis guess. ``start_format`` in the config wins."""
         return None
 
+    def prepared_from(self, config, made) -> tuple[Path, str] | None:
+        """The structure a prepare command reads to make ``made`` (a start
+        structure that does not exist before the segment runs, e.g. grompp's
+        ``-c`` for its ``-o seg.tpr``), and what to say about using it instead;
+        None when the prepare commands do not tell. For ``streamrun check``."""
+        return None
+
+    def notes(self, engine) -> list[str]:
+        """What ``streamrun check`` should say about the engine input that is not
+        an error streamrun can prove (e.g. keys only some builds of the engine
+        accept)."""
+        return []
+
     def command(self, engine, executable: str, port: int) -> list[str]:
         """The engine's command line, streaming IMD on ``port``."""
         raise NotImplementedError

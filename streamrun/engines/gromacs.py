@@ -53,6 +53,7 @@ nothing may push forces into a WESTPA segment.
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 from ..boundaries import Boundaries
@@ -70,6 +71,15 @@ RESERVED_ARGS = {
     "-rerun": "a rerun is not a segment",
 }
 DYNAMICAL = {"md", "md-vv", "md-vv-avek", "sd", "bd"}
+#: mdp keys of the HeydenLab fork's IMD v3 (normalised: lower case, '-'), as its
+#: demo mdp writes them; GROMACS releases' grompp rejects them.
+IMD_V3_KEYS = {"imd-version": "IMD-version", "imd-nst": "IMD-nst",
+               "imd-time": "IMD-time", "imd-box": "IMD-box",
+               "imd-coords": "IMD-coords", "imd-vels": "IMD-vels",
+               "imd-forces": "IMD-forces", "imd-unwrap": "IMD-unwrap",
+               "imd-energies": "IMD-energies"}
+#: Shell words that end one command of a prepare line.
+SHELL_SEPARATORS = {"&&", "||", ";", "|", "&"}
 DEFAULT_DEFFNM = "seg"
 
 
@@ -97,6 +107,16 @@ def read_mdp(path) -> dict[str, tuple[str, int]]:
             continue
         key, value = line.split("=", 1)
         out[_norm(key)] = (value.strip(), number)
+    return out
+
+
+def _options(words) -> dict[str, str]:
+    """``-flag value`` pairs of a GROMACS command line (flags without a value,
+    such as ``-quiet``, are skipped)."""
+    out = {}
+    for flag, value in zip(words, words[1:]):
+        if flag.startswith("-") and not value.startswith("-"):
+            out[flag] = value
     return out
 
 
@@ -152,7 +172,9 @@ class GromacsAdapter(EngineAdapter):
                 raise ConfigError(
                     f"{where}{line('imd-nst')}: IMD-nst is {nst} but "
                     f"engine.frame_interval is {engine.frame_interval}; make them "
-                    f"equal", source=source, key="engine.input")
+                    f"equal (IMD-version = 3 and IMD-nst are keys of the HeydenLab "
+                    f"fork; the grompp of a GROMACS release rejects them: remove "
+                    f"both to stream IMD v2)", source=source, key="engine.input")
             if "imd-coords" in mdp and not _yes(mdp["imd-coords"][0]):
                 raise ConfigError(f"{where}{line('imd-coords')}: IMD-coords must be "
                                   f"yes (pcoords need the coordinates)",
@@ -224,6 +246,52 @@ class GromacsAdapter(EngineAdapter):
                     f"cross the box edge, or set engine.accept_fixed_box: true to "
                     f"accept distances in the start box", source=source,
                     key=f"{spec.key}.pbc")
+
+    def prepared_from(self, config, made):
+        """The ``-c`` structure of the ``gmx grompp`` prepare command whose ``-o``
+        is ``made`` (grompp's defaults: ``-c conf.gro``, ``-o topol.tpr``), relative
+        to the segment folder; the note says what ``-t`` changes."""
+        for command in config.prepare:
+            try:
+                words = shlex.split(command, comments=True)
+            except ValueError:
+                continue  # shell syntax shlex cannot follow: nothing to tell
+            if "grompp" not in words:
+                continue
+            rest = words[words.index("grompp") + 1:]
+            ends = [i for i, w in enumerate(rest) if w in SHELL_SEPARATORS]
+            options = _options(rest[:ends[0]] if ends else rest)
+            output = config.engine.workdir / options.get("-o", "topol.tpr")
+            if output != Path(made):
+                continue
+            structure = config.engine.workdir / options.get("-c", "conf.gro")
+            note = "grompp -c"
+            if "-t" in options:
+                note += (f"; grompp -t {options['-t']} gives the run input its "
+                         f"positions at full precision, so a segment's row 0 may "
+                         f"differ from this one by the .gro's 0.001 nm")
+            return structure, note
+        return None
+
+    def notes(self, engine) -> list[str]:
+        """IMD v3 keys in the mdp: only the HeydenLab fork's grompp knows them."""
+        if engine.input is None or Path(engine.input).suffix.lower() != ".mdp":
+            return []
+        try:
+            mdp = read_mdp(engine.input)
+        except OSError:
+            return []
+        found = [(key, number) for key, (_, number) in mdp.items()
+                 if key in IMD_V3_KEYS]
+        if not found:
+            return []
+        names = ", ".join(f"{IMD_V3_KEYS[k]} (line {n})" for k, n in found)
+        return [f"{Path(engine.input).name}: {names} exist only in the HeydenLab "
+                f"fork of GROMACS (IMD v3); grompp of every GROMACS release stops "
+                f"on them (2022.5: \"Unknown left-hand 'IMD-version' in parameter "
+                f"file\", then \"Too many warnings\"). With a release, remove these "
+                f"lines (mdrun streams IMD v2); with the fork, set engine.executable "
+                f"to its gmx. check cannot tell which gmx this is without running it"]
 
     def engine_env(self, engine) -> dict[str, str]:
         """``GMX_MAXBACKUP=-1``, and ``OMP_NUM_THREADS`` equal to ``-ntomp`` in
