@@ -619,7 +619,7 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
         source=source,
         engine=engine,
         topology=topology,
-        topology_format=_string(data.get("topology_format"), "topology_format", source),
+        topology_format=soft(_topology_format, data.get("topology_format"), source),
         topology_options=dict(topo_opts),
         start=start,
         start_format=start_format if mode == "pcoord" else
@@ -712,6 +712,38 @@ def make_workdir(folder) -> Path:
                           f"{os_error_reason(e)}", source="command line",
                           key="-w/--workdir") from None
     return folder.resolve()
+
+
+#: What people write as topology_format for a program's own file, and the
+#: MDAnalysis format that reads it.
+FORMAT_BY_PROGRAM = {"LAMMPS": "DATA", "LAMMPSDATA": "DATA", "LMP": "DATA",
+                     "GROMACS": "TPR", "AMBER": "PRMTOP", "CHARMM": "PSF",
+                     "NAMD": "PSF", "OPENMM": "PDB"}
+
+
+def _topology_format(value, source):
+    """``topology_format``: a name among MDAnalysis' topology parsers (any case).
+
+    MDAnalysis is imported for it (about 0.5 s) only when the key is set: an
+    unknown name would otherwise reach MDAnalysis while the engine starts, and
+    MDAnalysis ignores it for files whose suffix names a coordinate format.
+    """
+    fmt = _string(value, "topology_format", source)
+    if fmt is None:
+        return None
+    from MDAnalysis.core._get_readers import _PARSERS
+
+    known = sorted(k for k in _PARSERS if k != "MINIMAL")
+    name = fmt.upper()
+    if name not in _PARSERS:
+        close = FORMAT_BY_PROGRAM.get(name.replace(" ", "")) or next(
+            iter(difflib.get_close_matches(name, known, n=1)), None)
+        hint = f"Did you mean '{close}'? " if close else ""
+        raise ConfigError(f"'{short_path(fmt, 40)}' is not a topology format of "
+                          f"MDAnalysis. {hint}Known: {', '.join(known)} (LAMMPS "
+                          f"data file: DATA; GROMACS: TPR, GRO; Amber: PRMTOP)",
+                          source=source, key="topology_format")
+    return fmt
 
 
 def _writable_folder(path, source, key):

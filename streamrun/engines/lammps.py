@@ -12,6 +12,10 @@ same pcoords). LAMMPS refuses port 0, so streamrun
 picks and reserves the port. With ``trate N``
 the first frame is step N (not step 0), so a segment of ``nsteps`` streams
 ``nsteps / N`` frames; pcoord row 0 comes from the start structure.
+
+``engine.variables`` become ``-var name value``; a value with white space (a path
+in a folder with a space) is passed quoted, so ``${name}`` stays one word (see
+:func:`one_word`).
 """
 
 from __future__ import annotations
@@ -183,11 +187,28 @@ class LammpsAdapter(EngineAdapter):
             cmd += ["-nocite"]
         for name, value in ((PORT_VAR, port), (EVERY_VAR, engine.frame_interval),
                             (NSTEPS_VAR, engine.nsteps), *engine.variables.items()):
-            cmd += ["-var", name, str(value)]
+            cmd += ["-var", name, one_word(str(value))]
         return cmd + list(engine.args)
 
     def expected_frames(self, nsteps, frame_interval):
         return nsteps // frame_interval
+
+
+def one_word(value: str) -> str:
+    """A ``-var`` value that stays one word wherever ``${name}`` is used.
+
+    LAMMPS puts a variable's text into the line before splitting it into words,
+    so a path with a space (a folder named "my sims") would become two words of
+    ``read_data ${start}``. Quotes in the input (``read_data "${start}"``) do not
+    help: LAMMPS substitutes nothing between quotes. Quotes in the value do: the
+    substituted text is split honouring them. Values without white space are
+    passed as they are.
+    """
+    if not any(c.isspace() for c in value):
+        return value
+    if '"' not in value:
+        return f'"{value}"'
+    return f'"""{value}"""' if '"""' not in value else value
 
 
 def _commands(engine, path=None, depth=0):

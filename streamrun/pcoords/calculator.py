@@ -43,6 +43,7 @@ def parsed_topology(path, fmt=None, options=None):
     from MDAnalysis.core._get_readers import get_parser_for
 
     options = dict(options or {})
+    fmt = fmt or lammps_data_format(path, "topology")
     st = path.stat()
     key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, fmt, repr(sorted(
         options.items())))
@@ -90,8 +91,8 @@ class PrepareContext:
                     f"selection {selection!r}: the topology "
                     f"'{self._calc.config.topology}' has no atom "
                     f"{missing.group(1)} (it has: {_attributes(universe)}); select "
-                    f"with what it has (a LAMMPS data file: 'type 3', 'index 0', "
-                    f"'resid 1' for molecule IDs), or give a topology with "
+                    f"with what it has (a LAMMPS data file: 'type 3', 'id 1' for "
+                    f"atom IDs, 'resid 1' for molecule IDs), or give a topology with "
                     f"{missing.group(1)}", option) from None
             if "NoDataError" in type(e).__name__ or "has no" in reason:
                 hint = (f"the topology lacks what it refers to ({reason}); select "
@@ -128,6 +129,70 @@ class PrepareContext:
         fmt = getattr(self.coordinate, format_option, None) if format_option else None
         return self._calc.reference_universe(path, fmt, self.coordinate.key + "."
                                              + option)
+
+
+def one_line(error, limit=400) -> str:
+    """An exception as one line for a message: MDAnalysis' messages span lines and
+    end in links and a list of every format (the key's own check names those)."""
+    text = " ".join(str(error).split())
+    for tail in (" You can use 'Universe(topology", " See https://",
+                 " For missing formats", " You can supply a description of the "
+                 "atom_style"):
+        text = text.split(tail)[0]
+    if len(text) > limit:
+        text = text[:limit - 1] + "…"
+    return f"{type(error).__name__}: {text}"
+
+
+def lammps_data_format(path, kind) -> str | None:
+    """``DATA`` for a LAMMPS data file named the LAMMPS way, ``data.NAME`` (as in
+    LAMMPS' examples), whose suffix is no format MDAnalysis knows for ``kind``
+    (``topology`` or ``coordinates``); None otherwise (MDAnalysis goes by the
+    suffix)."""
+    from MDAnalysis.core._get_readers import _PARSERS, _READERS
+
+    name = Path(path).name
+    if not name.lower().startswith("data.") or not Path(name).suffix:
+        return None
+    known = _PARSERS if kind == "topology" else _READERS
+    return None if Path(name).suffix[1:].upper() in known else "DATA"
+
+
+#: Columns of LAMMPS atom styles, as MDAnalysis' ``atom_style`` names them.
+ATOM_STYLES = {"atomic": "id type x y z", "charge": "id type charge x y z",
+               "molecular": "id resid type x y z", "bond": "id resid type x y z",
+               "angle": "id resid type x y z", "full": "id resid type charge x y z"}
+
+
+def _topology_advice(error, config) -> str:
+    """What to do when MDAnalysis could not read the topology: for a LAMMPS data
+    file whose atom style it cannot tell, the ``atom_style`` its Atoms header
+    names."""
+    if "atom_style" in str(error) and "atom_style" not in config.topology_options:
+        style = _atoms_header(config.topology)
+        columns = ATOM_STYLES.get(style)
+        if columns:
+            return (f"Its Atoms section is atom_style {style}: set topology_options: "
+                    f"{{atom_style: '{columns}'}}")
+        return ("Set topology_options: {atom_style: '...'} to its columns (e.g. 'id "
+                "type x y z' for atom_style atomic)")
+    return "Check the file, topology_format and topology_options"
+
+
+def _atoms_header(path) -> str | None:
+    """The atom style LAMMPS' write_data notes on the Atoms line (``Atoms #
+    atomic``), or None."""
+    try:
+        with open(path, errors="replace") as f:
+            for number, line in enumerate(f):
+                if line.startswith("Atoms"):
+                    _, _, style = line.partition("#")
+                    return style.strip() or None
+                if number > 100_000:
+                    return None
+    except OSError:
+        return None
+    return None
 
 
 def _attributes(universe) -> str:
@@ -253,8 +318,10 @@ class PcoordCalculator:
 
         config = self.config
         kwargs = dict(config.topology_options)
-        if config.topology_format:
-            kwargs["topology_format"] = config.topology_format
+        topology_format = config.topology_format or lammps_data_format(
+            config.topology, "topology")
+        if topology_format:
+            kwargs["topology_format"] = topology_format
         if structure is not None and not structure.is_file():
             raise ConfigError(f"structure '{structure}' does not exist; check the path "
                               f"(and the files: set-up that should make it)",
@@ -273,15 +340,14 @@ class PcoordCalculator:
                 if not coords:  # the topology file's own coordinates
                     u = mda.Universe(str(config.topology), **kwargs)
                 else:
-                    topology = parsed_topology(config.topology,
-                                               config.topology_format,
+                    topology = parsed_topology(config.topology, topology_format,
                                                config.topology_options)
             except Exception as e:
                 raise ConfigError(f"MDAnalysis could not read the topology "
-                                  f"'{config.topology}': {type(e).__name__}: {e}. "
-                                  f"Check the file, topology_format and "
-                                  f"topology_options", source=config.source,
-                                  key="topology") from None
+                                  f"'{config.topology}'"
+                                  f"{f' as {topology_format}' if topology_format else ''}"
+                                  f": {one_line(e)}. {_topology_advice(e, config)}",
+                                  source=config.source, key="topology") from None
             if coords:
                 kwargs.pop("topology_format", None)
                 try:
@@ -292,8 +358,7 @@ class PcoordCalculator:
                     raise ConfigError(
                         f"MDAnalysis could not read the structure '{structure}'{how} "
                         f"with the topology '{config.topology}': "
-                        f"{type(e).__name__}: {' '.join(str(e).split()).rstrip('.')}. "
-                        + self._read_advice(e, key),
+                        f"{one_line(e).rstrip('.')}. " + self._read_advice(e, key),
                         source=config.source, key=key) from None
         return self._one_frame(u, structure, fmt, key)
 
@@ -314,7 +379,7 @@ class PcoordCalculator:
         if not structure.suffix:
             target = Path(os.path.realpath(structure))
             path = target if target.suffix else structure
-        fmt = amber.mdanalysis_format(path)
+        fmt = amber.mdanalysis_format(path) or lammps_data_format(path, "coordinates")
         if fmt or path.suffix:
             return path, fmt
         link = f" (a link to '{target}')" if target != structure else ""
