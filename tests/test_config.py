@@ -358,3 +358,39 @@ def test_a_warm_worker_parses_its_topology_once_until_the_file_changes(sim, tmp_
     topology = tmp_path / "top.pdb"
     topology.write_text(topology.read_text().replace("NA ", "NA1", 1))
     assert calculator.parsed_topology(topology) is not parsed
+
+
+def test_keys_given_twice_are_found_in_every_mapping_with_both_lines():
+    """YAML loaders keep the last of two equal keys without a word; streamrun
+    names each one, nested in lists too, and never expands aliases to look."""
+    from streamrun.config import duplicate_keys
+
+    text = ("engine:\n  nsteps: 10\n  nsteps: 20\n"
+            "pcoord:\n  - {type: distance, a: type 1, a: type 2}\n"
+            "streamrun:\n  x: 1\n  x: 2\n")
+    assert duplicate_keys(text) == [("engine.nsteps", 2, 3), ("pcoord[0].a", 5, 5),
+                                    ("streamrun.x", 7, 8)]
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi"))
+    assert duplicate_keys(bomb) == []
+    assert duplicate_keys("a: [1, 2\n") == []  # not YAML: the loader reports it
+
+
+def test_a_west_cfg_binds_only_the_configs_westpa_runs(sim, tmp_path):
+    """$WEST_SIM_ROOT/west.cfg's pcoord_len applies when WESTPA runs the config,
+    or when the config is that west.cfg; not to a one-off run of another file."""
+    standalone = yaml.safe_load(sim().read_text())
+    west = tmp_path  # the same folder: paths in both files are relative to it
+    (west / "west.cfg").write_text(yaml.safe_dump({
+        "west": {"system": {"system_options": {"pcoord_len": 21}}},
+        "streamrun": standalone}))
+    root = {"WEST_SIM_ROOT": str(west)}
+    assert load(sim(), environ=root).rows == 11
+    for started in ("WEST_CURRENT_SEG_ID", "WEST_CURRENT_SEG_DATA_REF",
+                    "WEST_STRUCT_DATA_REF"):
+        with pytest.raises(ConfigError, match=r"pcoord_len is 21 in .*west.cfg "
+                           r"\(\$WEST_SIM_ROOT/west.cfg: WESTPA runs this config\)"):
+            load(sim(), environ={**root, started: str(tmp_path)})
+    with pytest.raises(ConfigError, match="pcoord_len is 21"):
+        load(west / "west.cfg", environ=root)

@@ -151,6 +151,8 @@ def lammps_data_format(path, kind) -> str | None:
     suffix)."""
     from MDAnalysis.core._get_readers import _PARSERS, _READERS
 
+    if path is None:
+        return None
     name = Path(path).name
     if not name.lower().startswith("data.") or not Path(name).suffix:
         return None
