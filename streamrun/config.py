@@ -67,7 +67,8 @@ STREAM_KEYS = {
 TOP_KEYS = {
     "engine": "the MD engine (see engine.*)",
     "topology": "file MDAnalysis reads for atoms (names, types, masses, bonds)",
-    "topology_format": "MDAnalysis format of the topology, if not told by its suffix",
+    "topology_format": "MDAnalysis format of the topology, if not told by its suffix "
+    "(a parser's name: DATA, TPR, PSF, ...; LAMMPS' data.NAME files are DATA)",
     "topology_options": "extra keyword arguments for mda.Universe (e.g. atom_style)",
     "start": "structure of the segment's start point for pcoord row 0 "
     "(default: the topology's coordinates)",
@@ -578,8 +579,9 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
     if system and system.pcoord_len is not None and system.pcoord_len != rows:
         soft(_raise, ConfigError(
             f"pcoord_len is {system.pcoord_len} in {system.source}"
-            f"{_whose(system, source)}, but engine.nsteps {nsteps} / engine.frame_interval {interval} gives "
-            f"{rows} rows (start point + one per frame); change one of them",
+            f"{_whose(system, source)}, but engine.nsteps {nsteps} / "
+            f"engine.frame_interval {interval} gives {rows} rows (start point + one "
+            f"per frame); change one of them",
             source=source, key="engine.nsteps"))
 
     output = data.get("output") or environ.get("WEST_PCOORD_RETURN") or "pcoord.dat"

@@ -48,7 +48,8 @@ def problems(output):
 def spy_engine(folder, real):
     """An engine program that leaves a mark when it is started."""
     spy = Path(folder) / "spy-engine"
-    spy.write_text(f"#!/bin/sh\ntouch '{folder}/ENGINE-STARTED'\nexec '{real}' \"$@\"\n")
+    spy.write_text(f"#!/bin/sh\ntouch '{folder}/ENGINE-STARTED'\n"
+                   f"exec '{real}' \"$@\"\n")
     spy.chmod(0o755)
     return spy
 
@@ -152,8 +153,8 @@ def test_keys_given_twice_in_west_cfg_are_found_by_check(tmp_path):
     shutil.copy(tmp_path / "nacl_lammps" / "start.data", sim / "bstates")
     west_cfg = sim / "west.cfg"
     text = west_cfg.read_text()
-    text = text.replace("      pcoord_len: 11", "      pcoord_len: 11\n      pcoord_len: 21",
-                        1)
+    text = text.replace("      pcoord_len: 11",
+                        "      pcoord_len: 11\n      pcoord_len: 21", 1)
     west_cfg.write_text(text + "  topology: ../start.data\n")
     lines = west_cfg.read_text().splitlines()
     first_len = next(i for i, t in enumerate(lines, 1) if "pcoord_len: 11" in t)
@@ -180,8 +181,9 @@ def test_imd_v3_mdp_keys_get_a_warning_that_only_the_fork_takes_them(tmp_path, g
     mdp.write_text(mdp.read_text().rstrip("\n") + "\n" + V3_KEYS)
     # what the installed grompp (a release) does with them
     (tmp_path / "seg.mdp").write_text(mdp.read_text().replace("@SEED@", "5"))
-    grompp = subprocess.run([gmx, "grompp", "-f", "seg.mdp", "-c", example / "start.gro",
-                             "-p", example / "topol.top", "-o", "seg.tpr"],
+    grompp = subprocess.run([gmx, "grompp", "-f", "seg.mdp", "-c",
+                             example / "start.gro", "-p", example / "topol.top",
+                             "-o", "seg.tpr"],
                             cwd=tmp_path, capture_output=True, text=True)
     release = "Unknown left-hand 'IMD-version'" in grompp.stdout + grompp.stderr
     if release:
@@ -204,7 +206,7 @@ def test_imd_v3_mdp_keys_get_a_warning_that_only_the_fork_takes_them(tmp_path, g
 
 # -- 5. check of the standalone GROMACS example ------------------------------------
 
-def test_check_of_the_standalone_gromacs_example_reads_row_0_from_groMPPs_input(
+def test_check_of_the_standalone_gromacs_example_reads_row_0_from_what_grompp_reads(
         tmp_path, gmx):
     import MDAnalysis as mda
     from MDAnalysis.lib.distances import calc_bonds
@@ -237,7 +239,8 @@ def test_a_west_sim_root_left_in_the_shell_does_not_bind_another_config(
     sim = tmp_path / "nacl_lammps" / "westpa"
     shutil.copy(tmp_path / "nacl_lammps" / "start.data", sim / "bstates")
     west_cfg = sim / "west.cfg"
-    west_cfg.write_text(west_cfg.read_text().replace("pcoord_len: 11", "pcoord_len: 21"))
+    west_cfg.write_text(west_cfg.read_text().replace("pcoord_len: 11",
+                                                     "pcoord_len: 21"))
     shutil.copytree(EXAMPLES / "nacl_lammps", tmp_path / "other",
                     ignore=shutil.ignore_patterns("westpa*"))
     other = tmp_path / "other" / "streamrun.yaml"

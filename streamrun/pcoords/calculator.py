@@ -345,10 +345,10 @@ class PcoordCalculator:
                     topology = parsed_topology(config.topology, topology_format,
                                                config.topology_options)
             except Exception as e:
+                told = f" as {topology_format}" if topology_format else ""
                 raise ConfigError(f"MDAnalysis could not read the topology "
-                                  f"'{config.topology}'"
-                                  f"{f' as {topology_format}' if topology_format else ''}"
-                                  f": {one_line(e)}. {_topology_advice(e, config)}",
+                                  f"'{config.topology}'{told}: {one_line(e)}. "
+                                  f"{_topology_advice(e, config)}",
                                   source=config.source, key="topology") from None
             if coords:
                 kwargs.pop("topology_format", None)
