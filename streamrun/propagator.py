@@ -1,4 +1,5 @@
-"""The warm path: WESTPA's executable propagator, with streamrun run inside the worker.
+"""The warm path: WESTPA's executable propagator, with each streamrun job forked
+from the worker instead of started as a new program.
 
 In west.cfg::
 
@@ -10,30 +11,74 @@ and everything else as with ``executable: streamrun`` (the same ``executable:``
 section and ``streamrun:`` section). WESTPA's own :class:`ExecutablePropagator` still
 builds each segment's environment (``WEST_*``, the random numbers, data refs), sets up
 the return files and reads them back into west.h5. Only the child is different: where
-the configured executable is ``streamrun``, the job runs in the worker process
-itself instead of a new one, so Python, MDAnalysis, scipy and imdclient are imported
-once per worker, not once per segment. Per segment only the engine starts. Any other
-executable (a runseg.sh, gen_istate scripts) runs as a child process as usual.
+the configured executable is ``streamrun``, the job runs in a child process forked
+from the worker (:func:`os.fork`), not in a new program. The worker imports Python,
+MDAnalysis, scipy and imdclient once; every forked child starts with them imported,
+so per segment only the fork (a few ms) and the engine start. Any other executable
+(a runseg.sh, gen_istate scripts) runs as a child process as usual.
 
-Inside the worker, a segment sees what a ``streamrun`` process would: its
-environment (``os.environ`` is swapped for the segment's and put back), its working
-folder, and its output in the seg log (``sys.stdout``/``sys.stderr``); its exit code
-goes back to WESTPA, which marks a segment with a non-zero code failed while the
-worker goes on. Signals, the parent-death check and the engine tree are handled by
-the same code as in a ``streamrun`` process (the worker runs tasks in its main
-thread under WESTPA's processes and zmq work managers).
+Why a fork and not the worker itself: whatever happens to the segment happens to the
+child only. A segment killed by the OOM killer or ``kill -9``, a plugin that leaks
+memory, changes global state or crashes the interpreter ends that segment, which
+WESTPA reports failed (``child process for segment N exited on signal 9 (SIGKILL)``)
+while the worker goes on. Had the worker itself been killed, WESTPA's processes work
+manager would wait for it forever.
+
+The child sees what a ``streamrun`` process would: the segment's environment, its
+folder, the seg log as stdout/stderr (file descriptors 1 and 2), none of the
+worker's Python signal handlers, and SIGTERM when the worker dies
+(``PR_SET_PDEATHSIG``, besides streamrun's own parent check). Its exit code or
+signal goes back to WESTPA with its resource usage (its own and its engine's CPU).
+The engine tree is stopped by the child, or, if the child dies, by the engine's
+watchdog (:mod:`streamrun.supervise`) and by the worker, which stops every process
+that carries the segment's marker (:data:`SEGMENT_VAR`, in the environment each
+engine inherits). ``STREAMRUN_SEGMENT_MEMORY_MB`` caps the child's memory.
+
+The child never returns into WESTPA's code: it ends with :func:`os._exit` (no atexit
+handlers, no finalizers of the worker's zmq sockets or queues), after sending the
+worker the names of the modules it imported that the worker lacks and the
+topologies it parsed; the worker imports and parses those (library modules only,
+never a plugin file) so that the next child has them. The worker itself runs no
+streamrun thread: forking it is safe whatever the segments did.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import gc
+import importlib
+import json
 import os
-import resource
+import secrets
+import select
+import signal
 import sys
+import sysconfig
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 from westpa.core.propagators.executable import ExecutablePropagator
+
+#: Environment variable marking every process of one forked segment (the child,
+#: its engine and the engine's watchdog inherit it): the worker stops those that
+#: are left when the child dies.
+SEGMENT_VAR = "STREAMRUN_WARM_SEGMENT"
+#: Environment variable (west.cfg ``west.executable.environ``, or the worker's
+#: environment): the most resident memory, in MiB, a segment's streamrun process may
+#: use (plugins included, the engine not); above it the segment is killed and fails.
+MEMORY_VAR = "STREAMRUN_SEGMENT_MEMORY_MB"
+#: Seconds between two looks at the child's memory, when MEMORY_VAR is set.
+MEMORY_POLL = 0.25
+#: Exit code of a child whose streamrun job did not finish (an error in the fork
+#: machinery itself, reported in the seg log).
+CHILD_FAILED = 70
+
+#: What every segment imports: imported by the worker before its first fork.
+WARM_MODULES = ("streamrun.cli", "streamrun.segment", "streamrun.config",
+                "MDAnalysis", "imdclient.IMDClient")
 
 
 def is_streamrun(executable) -> bool:
@@ -42,8 +87,8 @@ def is_streamrun(executable) -> bool:
 
 
 class StreamrunPropagator(ExecutablePropagator):
-    """:class:`ExecutablePropagator` that runs ``executable: streamrun`` jobs in the
-    worker process (see the module docstring)."""
+    """:class:`ExecutablePropagator` that forks ``executable: streamrun`` jobs from
+    the worker process (see the module docstring)."""
 
     def exec_child(self, executable, environ=None, stdin=None, stdout=None,
                    stderr=None, cwd=None):
@@ -58,45 +103,397 @@ class StreamrunPropagator(ExecutablePropagator):
 
 
 def run_in_worker(environ, cwd=None, stdout=None, stderr=None):
-    """Run one WESTPA job of streamrun in this process, as ``streamrun`` (no
-    arguments) would in a child: returns (exit code, resource usage) as
-    ``ExecutablePropagator.exec_child`` does (``ru_utime``/``ru_stime``: CPU seconds
-    of this job, streamrun's and its engine's)."""
-    from . import cli
+    """Run one WESTPA job of streamrun (a segment, or get_pcoord) in a child forked
+    from this process, as ``streamrun`` (no arguments) would run it.
 
-    before = _cpu()
-    saved_environ, saved_cwd = dict(os.environ), os.getcwd()
-    with contextlib.ExitStack() as stack:
-        out = stack.enter_context(open(stdout, "a")) if stdout else sys.stdout
-        err = out if stderr == "stdout" else (
-            stack.enter_context(open(stderr, "a")) if stderr else sys.stderr)
-        stack.enter_context(contextlib.redirect_stdout(out))
-        stack.enter_context(contextlib.redirect_stderr(err))
-        try:
-            os.environ.clear()
-            os.environ.update(environ)
-            if cwd:
-                os.chdir(cwd)
-            cli._say(f"running in WESTPA worker pid {os.getpid()} (warm path: "
-                     f"streamrun.propagator.StreamrunPropagator)")
-            code = cli.westpa_job(warm=True)
-            if code is None:
-                cli._say("error: started by WESTPA without WEST_CURRENT_SEG_ID or "
-                         "WEST_STRUCT_DATA_REF; nothing to do")
-                code = 2
-        finally:
-            os.environ.clear()
-            os.environ.update(saved_environ)
-            os.chdir(saved_cwd)
-            out.flush()
-            err.flush()
-    after = _cpu()
-    return code, SimpleNamespace(ru_utime=after[0] - before[0],
-                                 ru_stime=after[1] - before[1])
+    Parameters
+    ----------
+    environ : dict
+        The job's whole environment.
+    cwd : str, optional
+        Folder to run in.
+    stdout, stderr : str, optional
+        Files the job's output is appended to; ``stderr="stdout"`` shares stdout's.
+
+    Returns
+    -------
+    (int, types.SimpleNamespace)
+        As ``ExecutablePropagator.exec_child``: the exit code (negative: the signal
+        that killed the child) and the resource usage of the child and what it
+        reaped (``ru_utime``, ``ru_stime`` in CPU seconds, ``ru_maxrss`` in KiB),
+        plus ``streamrun_cpu``, the child's own CPU seconds (None if it died).
+    """
+    environ = dict(environ)
+    try:
+        limit = memory_limit(environ)
+    except ValueError as e:
+        _note(stdout, stderr, f"error: {e}")
+        return 2, _usage(None)
+    warm_up()
+    marker = environ[SEGMENT_VAR] = secrets.token_hex(16)
+    parent = os.getpid()
+    pdeathsig = threading.current_thread() is threading.main_thread()
+    read_end, write_end = os.pipe()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()  # or the child would write the worker's pending output too
+    gc.freeze()  # the child never collects (and finalizes) the worker's objects
+    try:
+        pid = os.fork()
+    except OSError as e:
+        gc.unfreeze()
+        os.close(read_end)
+        os.close(write_end)
+        _note(stdout, stderr, f"error: could not fork the segment's process from "
+                              f"WESTPA worker pid {parent}: {e.strerror}")
+        return 1, _usage(None)
+    if pid == 0:
+        os.close(read_end)
+        _child(environ, cwd, stdout, stderr, write_end, parent, pdeathsig)
+    gc.unfreeze()
+    os.close(write_end)
+    try:
+        data, over = _wait_for_report(pid, read_end, limit)
+        _, status, rusage = os.wait4(pid, 0)
+    except BaseException:
+        _end_child(pid, marker)
+        raise
+    finally:
+        os.close(read_end)
+    report = _parse(data)
+    code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    if report is None:
+        left = stop_segment_processes(marker)
+        engines = (f"; stopped what it left running: {', '.join(left)}" if left
+                   else "; nothing it started is left running")
+        if over is not None:
+            why = (f"used {over} MiB of memory, more than {MEMORY_VAR}={limit:g}, and "
+                   f"was killed")
+        elif code < 0:
+            why = f"was killed by {_signal_name(-code)} (signal {-code}" + (
+                ": the kernel's OOM killer, or kill -9)" if -code == signal.SIGKILL
+                else ")")
+        else:
+            why = f"exited with code {code} before streamrun finished"
+            code = code or 1
+        _note(stdout, stderr, f"error: the segment's process (pid {pid}, forked from "
+                              f"WESTPA worker pid {parent}) {why}{engines}; the "
+                              f"segment failed, the worker goes on")
+    else:
+        learn(report.get("modules", ()), report.get("topologies", ()))
+    return code, _usage(rusage, report)
 
 
-def _cpu():
-    """User and system CPU seconds of this process and its reaped children."""
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + children.ru_utime, me.ru_stime + children.ru_stime
+def _signal_name(number):
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def memory_limit(environ) -> float | None:
+    """:data:`MEMORY_VAR` in MiB, None when unset or empty.
+
+    Raises
+    ------
+    ValueError
+        If it is set but not a positive number.
+    """
+    raw = str(environ.get(MEMORY_VAR) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ValueError(f"{MEMORY_VAR}={raw!r} is not a positive number of MiB; "
+                         f"set it in west.cfg's west.executable.environ, or unset it")
+    return value
+
+
+def warm_up() -> None:
+    """Import what every segment needs, once per worker, before the first fork."""
+    for name in WARM_MODULES:
+        if name not in sys.modules:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+    _library_roots()
+
+
+def learn(modules, topologies=()) -> None:
+    """Import in this process the library modules a child imported, and parse the
+    topologies it parsed, so that the next child starts with them.
+
+    Parameters
+    ----------
+    modules : iterable of str
+        Module names (:func:`library_modules`); parents are imported first.
+    topologies : iterable of (str, str or None, str)
+        :func:`parsed_topologies` of the child. MDAnalysis parses them here, once
+        per worker (the cache of :func:`streamrun.pcoords.calculator.parsed_topology`
+        that the in-process warm path had): 0.05 s per segment for the example's
+        917 atoms, tens of seconds for a million.
+    """
+    for name in sorted(modules, key=lambda n: n.count(".")):
+        if name not in sys.modules:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+    for path, fmt, options in topologies:
+        with contextlib.suppress(Exception):
+            import ast
+
+            from .pcoords.calculator import parsed_topology
+
+            parsed_topology(Path(path), fmt, dict(ast.literal_eval(options)))
+
+
+def parsed_topologies() -> list[tuple]:
+    """(path, format, options as repr) of each topology this process parsed
+    (:func:`streamrun.pcoords.calculator.parsed_topology`'s cache)."""
+    calculator = sys.modules.get("streamrun.pcoords.calculator")
+    with contextlib.suppress(Exception):
+        return [(key[0], key[4], key[5]) for key in calculator._TOPOLOGIES]
+    return []
+
+
+@functools.lru_cache(maxsize=None)
+def _library_roots() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")
+             if paths.get(k)}
+    roots.add(str(Path(__file__).resolve().parent))  # streamrun, also when editable
+    return tuple(os.path.join(os.path.realpath(r), "") for r in roots)
+
+
+def library_modules(names) -> list[str]:
+    """Those of ``names`` (keys of ``sys.modules``) that are Python's or installed
+    libraries' (stdlib, site-packages, streamrun): never a plugin file
+    (``streamrun_plugin_*``) or other user code."""
+    roots = _library_roots()
+    out = []
+    for name in names:
+        module = sys.modules.get(name)
+        spec = getattr(module, "__spec__", None)
+        if module is None or spec is None or name.startswith("streamrun_plugin_"):
+            continue
+        origin = spec.origin
+        if origin in ("built-in", "frozen") or (
+                origin and os.path.realpath(origin).startswith(roots)):
+            out.append(name)
+    return out
+
+
+def _child(environ, cwd, stdout, stderr, write_end, parent, pdeathsig):
+    """The forked segment: run the job, report to the worker, and exit (never
+    returns)."""
+    code = CHILD_FAILED
+    try:
+        received = _take_signals()
+        if pdeathsig:
+            _die_with_parent(parent)
+        os.environ.clear()
+        os.environ.update(environ)
+        if cwd:
+            os.chdir(cwd)
+        _redirect(stdout, stderr)
+        before = set(sys.modules)
+        from . import cli
+
+        cli._say(f"running in WESTPA worker pid {parent} (warm path: "
+                 f"streamrun.propagator.StreamrunPropagator; this job in its forked "
+                 f"process pid {os.getpid()})")
+        code = cli.westpa_job(warm=True)
+        if code is None:
+            cli._say("error: started by WESTPA without WEST_CURRENT_SEG_ID or "
+                     "WEST_STRUCT_DATA_REF; nothing to do")
+            code = 2
+        if received and not code:  # a signal the job did not see: as if it had
+            code = 128 + received[0]
+        import resource
+
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        report = {"code": code, "cpu": me.ru_utime + me.ru_stime,
+                  "modules": library_modules(set(sys.modules) - before),
+                  "topologies": parsed_topologies()}
+        data = json.dumps(report).encode()
+        while data:
+            data = data[os.write(write_end, data):]
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            import traceback
+
+            print("streamrun: internal error in the warm path's forked process "
+                  "(please report it with the lines below):", file=sys.stderr)
+            traceback.print_exc()
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+#: Signals that end a process by default and that streamrun stops a segment for.
+TERMINATING = tuple(getattr(signal, name) for name in (
+    "SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGXCPU")
+    if hasattr(signal, name))
+
+
+def _take_signals() -> list[int]:
+    """Replace the worker's Python signal handlers, which the fork copied (WESTPA's,
+    meant for the worker), by one that records the signal; the job's own handlers
+    take over while it runs, and a signal recorded outside them makes the child exit
+    128 + its number. What the worker ignores stays ignored, as across an exec,
+    except SIGINT and SIGTERM (streamrun always stops its engine for those). Returns
+    the list the signals are recorded in."""
+    received = []
+
+    def record(signum, _frame):
+        received.append(signum)
+
+    for signum in TERMINATING:
+        if signum in (signal.SIGINT, signal.SIGTERM) or \
+                signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, record)
+    return received
+
+
+def _die_with_parent(parent):
+    """SIGTERM to this process when the worker dies (Linux ``PR_SET_PDEATHSIG``;
+    elsewhere streamrun's own parent check does it, a little later)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(128 + signal.SIGTERM)
+
+
+def _redirect(stdout, stderr):
+    """stdin from /dev/null, stdout/stderr appended to the job's files, at the file
+    descriptor level (what C code and the interpreter write goes there too)."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    for fd, path in ((1, stdout), (2, stdout if stderr == "stdout" else stderr)):
+        if path:
+            target = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            os.dup2(target, fd)
+            os.close(target)
+    # fresh objects: the worker's may hold a lock some other thread had at fork
+    sys.stdin = open(0, "r", closefd=False)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+
+
+def _wait_for_report(pid, read_end, limit):
+    """Read the child's report until it exits (end of the pipe). With a memory
+    ``limit`` (MiB), kill it once its resident memory exceeds it. Returns (report
+    bytes, MiB used when killed for it, else None)."""
+    import psutil
+
+    chunks, over = [], None
+    timeout = MEMORY_POLL if limit is not None else None
+    child = psutil.Process(pid) if limit is not None else None
+    while True:
+        ready, _, _ = select.select([read_end], [], [], timeout)
+        if ready:
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                return b"".join(chunks), over
+            chunks.append(chunk)
+        elif over is None:
+            with contextlib.suppress(psutil.Error):
+                used = child.memory_info().rss / 2**20
+                if used > limit:
+                    over = round(used)
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _parse(data):
+    try:
+        report = json.loads(data)
+    except ValueError:
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def _end_child(pid, marker, grace=10.0):
+    """The worker is interrupted while its child runs: SIGTERM the child (it stops
+    its engine), SIGKILL it after ``grace`` s, reap it, stop what is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                time.sleep(0.05)
+                continue
+        break
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    stop_segment_processes(marker)
+
+
+def stop_segment_processes(marker, grace=3.0) -> list[str]:
+    """Stop every process of this node (of our user) whose environment carries
+    ``marker`` as :data:`SEGMENT_VAR`: SIGTERM, then SIGKILL after ``grace`` s.
+    Returns the descriptions (``pid name``) of those that are not the engine's
+    watchdog (:mod:`streamrun.supervise`), which ends by itself once it has stopped
+    the engine."""
+    import psutil
+
+    found, names = [], []
+    for p in psutil.process_iter(["pid", "name"]):
+        with contextlib.suppress(psutil.Error):
+            if p.pid != os.getpid() and p.environ().get(SEGMENT_VAR) == marker:
+                found.append(p)
+                if not _watchdog(p):
+                    names.append(f"{p.info['pid']} {p.info['name']}")
+    for p in found:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+            p.resume()  # a stopped process acts on SIGTERM only once continued
+    _, alive = psutil.wait_procs(found, timeout=grace)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=grace)
+    return names
+
+
+def _watchdog(process) -> bool:
+    """True for supervise's watchdog shell and the commands it runs."""
+    for p in (process, process.parent()):
+        with contextlib.suppress(Exception):
+            if "streamrun-watchdog" in p.cmdline():
+                return True
+    return False
+
+
+def _note(stdout, stderr, message):
+    """One ``streamrun:`` line in the job's log (stderr's file, else stdout's, else
+    this process's stderr)."""
+    path = stdout if stderr in (None, "stdout") else stderr
+    line = f"streamrun: {message}\n"
+    try:
+        if path:
+            with open(path, "a") as f:
+                f.write(line)
+            return
+    except OSError:
+        pass
+    sys.stderr.write(line)
+
+
+def _usage(rusage, report=None):
+    """What ``exec_child`` returns as resource usage (zeros without a child)."""
+    return SimpleNamespace(
+        ru_utime=rusage.ru_utime if rusage else 0.0,
+        ru_stime=rusage.ru_stime if rusage else 0.0,
+        ru_maxrss=rusage.ru_maxrss if rusage else 0,
+        streamrun_cpu=(report or {}).get("cpu"))
