@@ -288,17 +288,55 @@ def test_streamrun_as_the_propagator_three_iterations_with_the_processes_work_ma
     assert re.search(r"traj_segs/000001/\d{6}/end\.data$", link), link
 
 
+#: zmq work manager settings for the tests (see the example's README, "On several
+#: nodes"): the master announces itself every second, so the node's workers need not
+#: wait 20 s for its first beacon; workers stay silent while a task runs and the
+#: master drops one it has not heard from for worker heartbeat x timeout factor
+#: (300 s here, longer than RUN_TIMEOUT), so no segment, however slow on a loaded
+#: machine, aborts the run; workers give up on a master silent for 1 x 10 s.
+ZMQ_TIMING = ["--zmq-master-heartbeat", "1", "--zmq-worker-heartbeat", "30",
+              "--zmq-timeout-factor", "10"]
+
+
+def stop_group(proc, token, grace=10.0):
+    """End everything in ``proc``'s process group, whether ``proc`` is still running
+    or not (WESTPA's executors and their streamrun children can outlive a node or
+    master that exited): SIGTERM (streamrun stops its engine), SIGKILL after
+    ``grace`` s, then wait until no process of the test (``token``) is left, e.g. an
+    engine whose watchdog is stopping it."""
+    def group_alive():
+        try:
+            os.killpg(proc.pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace
+        while group_alive() and time.monotonic() < deadline:
+            proc.poll()  # reaped, or the leader's zombie would keep the group
+            time.sleep(0.1)
+    proc.wait()
+    deadline = time.monotonic() + 15
+    while processes_with_token(token) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def test_streamrun_as_the_propagator_with_the_zmq_work_manager_master_and_node(
         lmp, westpa_path, tmp_path, no_engine_left):
     """A dedicated zmq master (no workers) and a separate node process with two
-    workers, as on a cluster; they find each other through a host-info file."""
+    workers, as on a cluster; they find each other through a host-info file. The
+    heartbeat settings are the README's, safe on a loaded machine; whatever the
+    outcome, nothing the run started is left running."""
     sim = copy_example(tmp_path, "westpa")
     add_engine_variable(sim / "west.cfg", "dumpfile", "check.lammpstrj")
     env = sim_env(sim, westpa_path)
     init(sim, env)
-    # heartbeats of 1 s: with the default 20 s the first tasks wait ~20 s
-    common = ["--work-manager", "zmq", "--zmq-comm-mode", "tcp",
-              "--zmq-master-heartbeat", "1", "--zmq-worker-heartbeat", "1"]
+    common = ["--work-manager", "zmq", "--zmq-comm-mode", "tcp", *ZMQ_TIMING]
     host_info = sim / "host.json"
     master = start(["w_run", *common, "--zmq-mode", "master", "--n-workers", "0",
                     "--zmq-write-host-info", str(host_info)], sim, env, "master.log")
@@ -315,9 +353,8 @@ def test_streamrun_as_the_propagator_with_the_zmq_work_manager_master_and_node(
         node_rc = finish(node, 60, "the zmq node after the master finished")
     finally:
         for proc in (master, node):
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            if proc is not None:
+                stop_group(proc, no_engine_left)
     out = (sim / "master.log").read_text()
     assert master_rc == 0 and "WEST run complete." in out, out
     assert "ERROR" not in out, out

@@ -18,9 +18,9 @@ import pytest
 
 from conftest import processes_with_token
 from streamrun.propagator import MEMORY_VAR, SEGMENT_VAR
-from test_westpa import (ITERATIONS, add_engine_variable, check_simulation,  # noqa: F401
-                         copy_example, edit, finish, init, run, seg_dir, sim_env,
-                         start, westpa_path)  # westpa_path: the fixture
+from test_westpa import (ITERATIONS, ZMQ_TIMING, add_engine_variable,  # noqa: F401
+                         check_simulation, copy_example, edit, finish, init, run,
+                         seg_dir, sim_env, start, westpa_path)  # westpa_path: fixture
 
 pytestmark = [pytest.mark.engine("lammps"), pytest.mark.engine("westpa")]
 
@@ -134,8 +134,7 @@ def test_the_warm_propagator_runs_every_segment_inside_the_workers(
     probe_workers(sim)
     env = sim_env(sim, westpa_path)
     init(sim, env)
-    extra = (["--zmq-master-heartbeat", "1", "--zmq-worker-heartbeat", "1"]
-             if manager == "zmq" else [])
+    extra = ZMQ_TIMING if manager == "zmq" else []
     rc, out = run(["w_run", "--work-manager", manager, "--n-workers", "2", *extra],
                   sim, env, "run.log")
     assert rc == 0 and "WEST run complete." in out, out
@@ -191,8 +190,7 @@ def test_a_segment_killed_with_kill_9_fails_alone_and_the_worker_runs_the_next(
     long_segments(sim)
     env = sim_env(sim, westpa_path)
     init(sim, env)
-    extra = (["--zmq-master-heartbeat", "1", "--zmq-worker-heartbeat", "60"]
-             if manager == "zmq" else [])
+    extra = ZMQ_TIMING if manager == "zmq" else []
     proc = start(["w_run", "--work-manager", manager, "--n-workers", "1", *extra],
                  sim, env, "run.log")
     try:
