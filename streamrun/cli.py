@@ -8,6 +8,7 @@ describes in ``WEST_*`` variables.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -87,7 +88,7 @@ def _load(config_path, overrides, output=None, workdir=None, mode="segment",
 
 
 def _run(config_path, overrides, output=None, quiet=False, workdir=None,
-         dry_run=False, warm=False, stand_ins=False):
+         dry_run=False, warm=False, stand_ins=False, signals=None):
     from .segment import describe, process_age, run_segment
 
     if dry_run:
@@ -112,12 +113,14 @@ def _run(config_path, overrides, output=None, quiet=False, workdir=None,
     try:
         # a warm run (in a WESTPA worker) paid no start-up of its own
         result = run_segment(config, log=_say, progress=progress,
-                             started=0.0 if warm else process_age())
+                             started=0.0 if warm else process_age(), signals=signals)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-    if not quiet:
-        _say(result.summary())
+    # complete: a signal from here on changes nothing (see _guarded)
+    with signals.deferred() if signals else contextlib.nullcontext():
+        if not quiet:
+            _say(result.summary())
     return result
 
 
@@ -153,7 +156,7 @@ def _dry_run_environ(config_path):
     return stood
 
 
-def _point(config_path, overrides, output=None, quiet=False):
+def _point(config_path, overrides, output=None, quiet=False, signals=None):
     from .segment import compute_start_point
 
     config = _load(config_path, overrides, output, mode="pcoord")
@@ -168,10 +171,22 @@ def _guarded(func, *args, warm=False):
 
     The process exits with that code; with ``warm`` (streamrun runs inside a WESTPA
     worker, :mod:`streamrun.propagator`) the code is returned instead.
+
+    Terminating signals (:mod:`streamrun.signals`) are taken over for the whole
+    command and given to ``func`` as ``signals``: one received before a segment is
+    complete is its error (exit code 128 + the signal's number); after that (its
+    pcoord file written) it changes nothing, and the process exits as it was about
+    to. On the warm path the worker then gets the signal again, with its own
+    handlers back, once the engine is stopped and the seg log written.
     """
-    code = 0
+    from .signals import SignalGuard
+
+    guard = SignalGuard()
+    guard.install()
+    code, result = 0, None
     try:
-        result = func(*args)
+        with guard.interruptible():
+            result = func(*args, signals=guard)
     except StreamrunError as e:
         _say(f"error: {e}")
         code = e.exit_code
@@ -183,7 +198,12 @@ def _guarded(func, *args, warm=False):
         traceback.print_exc()
         code = 1
     if warm:
+        guard.uninstall()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        guard.redeliver()
         return code
+    # the guard stays: a signal during the interpreter's exit changes nothing
     if code:
         sys.exit(code)
     if result is not None:
@@ -321,7 +341,7 @@ def check_command(file, bstate_file, results, logs, overrides):
     _guarded(_check, file, bstate_file, list(overrides), results, logs)
 
 
-def _check(file, bstate_file, overrides, results=None, logs=()):
+def _check(file, bstate_file, overrides, results=None, logs=(), signals=None):
     from .check import check, check_results
 
     report = (check_results(results, logs) if results else

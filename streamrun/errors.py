@@ -72,6 +72,25 @@ class PcoordError(StreamrunError):
 
 
 class Interrupted(StreamrunError):
-    """streamrun received SIGINT or SIGTERM."""
+    """streamrun was told to stop: a terminating signal (exit code 128 + its
+    number, as a shell reports a process the signal ended), or its parent process
+    exited (130).
+
+    Parameters
+    ----------
+    message : str
+    signum : int, optional
+        The signal received.
+    """
 
     exit_code = 130
+
+    def __init__(self, message, signum=None):
+        super().__init__(message)
+        self.signum = signum
+        if signum is not None:
+            self.exit_code = 128 + signum
+
+    def then(self, outcome: str) -> "Interrupted":
+        """The same interruption, its message followed by what streamrun did."""
+        return Interrupted(f"{self}; {outcome}", signum=self.signum)

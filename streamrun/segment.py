@@ -18,10 +18,11 @@ import contextlib
 import dataclasses
 import os
 import shlex
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 from . import guard
 from .engines import ADAPTERS
@@ -30,14 +31,15 @@ from .folders import FolderWatch
 from .inputs import MAX_STRUCTURE_BYTES, InputFileError, check_regular
 from .lazy import numpy as np
 from .errors import (ConfigError, EngineError, ForeignClientError, Interrupted,
-                     PortError, StreamError)
+                     PortError, StreamError, StreamrunError)
 from .pcoords import PcoordCalculator
 from .ports import engine_peers, listener_in_tree, listener_with_env, reserve_port
 from .returns import (TrajectorySink, copy_log, copy_restart, discard_stale,
                       write_pcoord)
 from .setup import set_up
+from .signals import guarded
 from .stream import FrameReader, connect
-from .supervise import TOKEN_VAR, EngineProcess, env_for_engine
+from .supervise import TOKEN_VAR, EngineProcess, env_for_engine, running_where
 
 #: How many times the engine is started again when its port was taken.
 MAX_LAUNCHES = 5
@@ -66,6 +68,8 @@ class SegmentResult:
     skipped: int = 0
     #: what the engine treats as periodic, and where that came from
     periodic: str = ""
+    #: the node and process that ran the segment (:func:`running_where`)
+    where: str = ""
 
     @property
     def alpha(self) -> float:
@@ -89,28 +93,20 @@ class SegmentResult:
                 f"{self.rows.shape[0]} rows x {self.rows.shape[1]} "
                 f"({', '.join(self.column_labels)}) in {self.output} (row 0: the "
                 f"start structure{skipped}); wall {self.wall_seconds:.2f} s, stream "
-                f"{self.stream_seconds:.2f} s ({rate:.1f} frames/s), pcoord compute "
-                f"{self.compute_seconds:.2f} s{paused}; alpha {self.alpha:.2f} "
+                f"{self.stream_seconds:.2f} s ({significant(rate)} frames/s), pcoord "
+                f"compute {self.compute_seconds:.2f} s{paused}; alpha {self.alpha:.2f} "
                 f"(pcoord / stream){launched}"
-                + (f"; periodic: {self.periodic}" if self.periodic else ""))
+                + (f"; periodic: {self.periodic}" if self.periodic else "")
+                + (f"; ran {self.where}" if self.where else ""))
 
 
-@contextlib.contextmanager
-def _signals_raise():
-    """Turn SIGINT/SIGTERM into :class:`Interrupted` in the main thread."""
-    def handler(signum, _frame):
-        err = Interrupted(f"received {signal.Signals(signum).name}; stopped the engine")
-        err.exit_code = 128 + signum
-        raise err
-
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    for s in saved:
-        signal.signal(s, handler)
-    try:
-        yield
-    finally:
-        for s, h in saved.items():
-            signal.signal(s, h)
+def significant(value: float, digits: int = 3) -> str:
+    """``value`` with ``digits`` significant digits, never in exponent notation and
+    never rounded away: 0.0472 -> '0.0472', 12.34 -> '12.3', 1234.5 -> '1234'."""
+    if value == 0 or abs(value) >= 10 ** (digits - 1):
+        return f"{value:.0f}"
+    text = f"{value:#.{digits}g}"  # '#': keep trailing zeros ('1.50')
+    return text.rstrip(".") if "e" not in text else f"{value:.{digits + 6}f}".rstrip("0")
 
 
 def engine_command(config, adapter, executable, port) -> list[str]:
@@ -132,13 +128,15 @@ def _one_blas_thread():
         yield
 
 
-def _launch(config, adapter, executable, log, check_parent=None, meanwhile=None):
+def _launch(config, adapter, executable, log, check=None, meanwhile=None,
+            started=None):
     """Start the engine until it listens on a port we reserved; return
     (engine, reservation, port, launches).
 
-    ``meanwhile()``, if given, runs once, right after the first engine process
-    started (while it starts up and waits for its client); if it raises, the
-    engine is stopped and its port released.
+    ``check()`` is called while waiting and may raise to abort. ``meanwhile()``, if
+    given, runs once, right after the first engine process started (while it
+    starts up and waits for its client); if it raises, the engine is stopped and
+    its port released. ``started(pid)`` is told each engine process started.
     """
     failed = []
     for attempt in range(1, MAX_LAUNCHES + 1):
@@ -152,9 +150,11 @@ def _launch(config, adapter, executable, log, check_parent=None, meanwhile=None)
                                    env=env_for_engine(config.engine, adapter),
                                    program=executable if config.engine.launcher
                                    else None)
+            if started is not None:
+                started(engine.pid)
             if attempt == 1 and meanwhile is not None:
                 meanwhile()
-            state = engine.wait_ready(config.engine.ready_timeout, check=check_parent)
+            state = engine.wait_ready(config.engine.ready_timeout, check=check)
             if state.bind_failed and not state.ready:
                 log(f"port {reservation.port} was taken before the engine bound it; "
                     f"relaunching on another port ({attempt}/{MAX_LAUNCHES})")
@@ -204,15 +204,25 @@ def _connect_only_client(engine, port, n_atoms, buffer_bytes, timeout, rate=None
     -------
     (client, own) : (IMDClient, tuple of (str, int))
         The client and the local address of its socket.
+
+    Raises
+    ------
+    _HandshakeDropped
+        The engine runs but did not complete the handshake in imdclient's 5 s
+        (suspended, or starved of CPU on an overloaded node), and no other client
+        holds it: no MD step was made, so it can be started again.
     """
     _refuse_foreign_client(engine, port)
     try:
         client = connect(port, n_atoms, buffer_bytes, timeout, rate=rate)
-    except StreamError:
+    except StreamError as e:
+        # our own socket of the failed attempt, still open here: the engine may
+        # have accepted it since, and it is no other client
+        mine = _own_connections(port)
         # e.g. no handshake: the engine may be serving a client that came first.
         # Give its output (a "client detached" line) a moment to reach the log.
         rc = engine.wait(2.0)
-        _refuse_foreign_client(engine, port)
+        _refuse_foreign_client(engine, port, mine)
         if rc == 0:
             # it waits for a client before its first step: one that was not us
             # had the whole segment
@@ -220,10 +230,13 @@ def _connect_only_client(engine, port, n_atoms, buffer_bytes, timeout, rate=None
                 f"the engine ran its whole segment with another IMD client and "
                 f"exited before streamrun could connect to port {port}; "
                 + _FOREIGN_ADVICE) from None
+        if rc is None:
+            raise _HandshakeDropped(f"the engine did not complete the IMD handshake "
+                                    f"({e}); " + engine.describe_exit()) from None
         raise
     own = tuple(client._conn.getsockname()[:2])  # imdclient's socket is _conn
     try:
-        _refuse_foreign_client(engine, port, own)
+        _refuse_foreign_client(engine, port, {own})
     except ForeignClientError:
         with contextlib.suppress(Exception):
             client.stop()
@@ -231,12 +244,21 @@ def _connect_only_client(engine, port, n_atoms, buffer_bytes, timeout, rate=None
     return client, own
 
 
-def _refuse_foreign_client(engine, port, own=None):
+def _own_connections(port) -> set:
+    """Local addresses of this process's TCP connections to ``port``."""
+    try:
+        return {tuple(c.laddr[:2]) for c in psutil.Process().net_connections("tcp")
+                if c.raddr and c.raddr.port == port}
+    except psutil.Error:
+        return set()
+
+
+def _refuse_foreign_client(engine, port, own=frozenset()):
     """Raise :class:`ForeignClientError` if the engine has, or had, an IMD client
-    other than ``own`` (streamrun's socket address; None before connecting)."""
+    other than ``own`` (streamrun's socket addresses; none before connecting)."""
     for peer in engine_peers(engine.listener_root or engine.pid, port):
-        if peer != own:
-            when = "first" if own is None else "besides streamrun"
+        if peer not in own:
+            when = "first" if not own else "besides streamrun"
             raise ForeignClientError(
                 f"another process connected to the engine's IMD port {port} {when} "
                 f"(from {peer[0]}:{peer[1]}); " + _FOREIGN_ADVICE)
@@ -295,7 +317,7 @@ def _confirm_listener(engine, port, mode="tree", wait=5.0):
 
 
 def run_segment(config, log=lambda msg: None, progress=None,
-                started: float | None = None) -> SegmentResult:
+                started: float | None = None, signals=None) -> SegmentResult:
     """Run one segment and write its pcoord file.
 
     Parameters
@@ -308,6 +330,9 @@ def run_segment(config, log=lambda msg: None, progress=None,
     started : float, optional
         Seconds already spent on this segment before the call (e.g. the process's
         start-up, :func:`process_age`); counted in the wall time and the launch time.
+    signals : streamrun.signals.SignalGuard, optional
+        The caller's guard of the terminating signals (the command line installs
+        one for the whole command); by default one is installed for the call.
 
     Returns
     -------
@@ -317,6 +342,9 @@ def run_segment(config, log=lambda msg: None, progress=None,
     ------
     streamrun.errors.StreamrunError
         On any failure; the engine tree is stopped and no pcoord file is written.
+        A terminating signal (:mod:`streamrun.signals`) received before the pcoord
+        file is written is :class:`~streamrun.errors.Interrupted`; the engine log
+        then ends with the error, after the engine's own last line.
     """
     t_start = time.monotonic()
     startup = started or 0.0
@@ -324,14 +352,22 @@ def run_segment(config, log=lambda msg: None, progress=None,
         log(NO_TRAJECTORY_NOTE)
     adapter = ADAPTERS[config.engine.name]
     executable = resolve_executable(adapter, config.engine, config.source)
-    check_parent = _parent_watch()
-    attempt = sink = None
+    parent_gone = _parent_watch()
+    attempt = sink = failure = None
     done = False
-    with _signals_raise(), contextlib.ExitStack() as blas:
+    engines = []  # every engine process started (pids)
+    with guarded(signals) as guard, guard.deferred(), \
+            contextlib.ExitStack() as blas:
+
+        def check():
+            guard.check()
+            parent_gone()
+
         try:
-            for path in (config.output, *(p for _, p in config.aux.values())):
-                discard_stale(path)
-            set_up(config, config.log, env_for_engine(config.engine, adapter))
+            with guard.interruptible():
+                for path in (config.output, *(p for _, p in config.aux.values())):
+                    discard_stale(path)
+                set_up(config, config.log, env_for_engine(config.engine, adapter))
             # None: only the launched engine tells (an OpenMM System)
             known = adapter.boundaries(config)
             folders = FolderWatch({"engine.workdir": config.engine.workdir,
@@ -347,18 +383,19 @@ def run_segment(config, log=lambda msg: None, progress=None,
                 nonlocal launch_time
                 if launch_time is None:
                     launch_time = startup + (time.monotonic() - t_start)
-                if boundaries is None:  # the engine tells at launch: load meanwhile
-                    _warm_up(config)
-                    return
-                built["calculator"], built["row0"] = _calculator(config, boundaries)
+                with guard.interruptible():
+                    if boundaries is None:  # the engine tells at launch: load meanwhile
+                        _warm_up(config)
+                        return
+                    built["calculator"], built["row0"] = _calculator(config, boundaries)
                 blas.enter_context(_one_blas_thread())  # numpy is loaded by now
 
             launches = 0
             while True:
                 attempt = _Attempt()
                 engine, attempt.reservation, port, n = _launch(
-                    config, adapter, executable, log, check_parent,
-                    meanwhile=None if built else build)
+                    config, adapter, executable, log, check,
+                    meanwhile=None if built else build, started=engines.append)
                 attempt.engine = engine
                 launches += n
                 # what the engine announced must agree with engine.periodic
@@ -375,20 +412,23 @@ def run_segment(config, log=lambda msg: None, progress=None,
                 if config.trajectory is not None and sink is None:
                     sink = TrajectorySink(config.trajectory, calculator.universe,
                                           _frame_ps(config, adapter))
-                attempt.client, own = _connect_only_client(
-                    engine, port, calculator.n_atoms,
-                    _buffer_bytes(config, calculator.n_atoms, expected),
-                    config.stream_timeout,
-                    rate=config.engine.frame_interval if adapter.client_sets_rate
-                    else None)
-                t_stream = time.monotonic()
-                reader = attempt.reader = FrameReader(
-                    attempt.client, calculator, expected, config.engine.frame_interval,
-                    on_frame=sink.frame if sink else None, skip=adapter.leading_frames)
-                reader.start()
                 try:
-                    _watch(config, engine, reader, expected, progress, check_parent,
-                           port, folders)
+                    with guard.interruptible():
+                        client, own = _connect_only_client(
+                            engine, port, calculator.n_atoms,
+                            _buffer_bytes(config, calculator.n_atoms, expected),
+                            _imd_timeout(config), rate=config.engine.frame_interval
+                            if adapter.client_sets_rate else None)
+                    attempt.client = client
+                    t_stream = time.monotonic()
+                    reader = attempt.reader = FrameReader(
+                        client, calculator, expected, config.engine.frame_interval,
+                        on_frame=sink.frame if sink else None,
+                        skip=adapter.leading_frames)
+                    reader.start()
+                    with guard.interruptible():
+                        _watch(config, engine, reader, expected, progress, check,
+                               port, folders)
                     break
                 except _HandshakeDropped as e:
                     if launches >= MAX_LAUNCHES:
@@ -396,13 +436,14 @@ def run_segment(config, log=lambda msg: None, progress=None,
                     log(f"{e}; relaunching ({launches}/{MAX_LAUNCHES})")
                     attempt.release()
             stream_seconds = time.monotonic() - t_stream
-            rc = engine.wait(max(config.engine.ready_timeout, 30.0))
+            with guard.interruptible():
+                rc = engine.wait(max(config.engine.ready_timeout, 30.0))
             if rc is None:
                 raise EngineError(f"the engine still runs {config.engine.ready_timeout:g}"
                                   f" s after its last frame; stopped it. "
                                   + engine.describe_exit())
             # all of the engine's output has been read now: its last word on clients
-            _refuse_foreign_client(engine, port, own)
+            _refuse_foreign_client(engine, port, {own})
             engine.check_log()
             if rc != 0:
                 raise EngineError("the engine failed after streaming all frames: "
@@ -410,6 +451,9 @@ def run_segment(config, log=lambda msg: None, progress=None,
             rows = np.vstack([row0, *reader.rows])
             if rows.shape[0] != config.rows:  # guarded by config; never trust it blindly
                 raise StreamError(f"{rows.shape[0]} rows computed, {config.rows} asked")
+            # the last moment a signal fails the segment: once the pcoord file is
+            # written, the segment is complete (a signal then changes nothing)
+            check()
             copy_restart(config.engine.workdir, config.restart, config.restart_return)
             _write_datasets(config, calculator, rows)
             done = True
@@ -421,17 +465,50 @@ def run_segment(config, log=lambda msg: None, progress=None,
                 column_labels=calculator.column_labels(),
                 paused_seconds=engine.paused_seconds, pauses=engine.pauses,
                 launch_seconds=launch_time, skipped=adapter.leading_frames,
-                periodic=calculator.boundaries.describe())
+                periodic=calculator.boundaries.describe(), where=running_where())
             # the engine log (and WESTPA's log return) ends with the telemetry too
-            with contextlib.suppress(OSError), open(config.log, "a") as f:
-                f.write(f"\nstreamrun: {result.summary()}\n")
+            _append_to_log(config.log, result.summary())
             return result
+        except Interrupted as e:
+            failure = e.then(f"stopped the engine (pid {engines[-1]}); its output is "
+                             f"in {config.log}") if engines else e
+            if failure is e:
+                raise
+            raise failure from None
+        except StreamrunError as e:
+            failure = e
+            raise
         finally:
+            # signals are deferred here: stopping the engine is never cut short
             if sink is not None:
                 sink.close(keep=done)
             if attempt is not None:
                 attempt.release()
+            if failure is not None and engines:
+                # the engine's output is complete now: say why it ended there
+                _append_to_log(config.log, f"error: {failure}")
             copy_log(config.log, config.log_return)
+
+
+def _append_to_log(path, message):
+    """Append ``streamrun: message`` to the engine log, on a line of its own after
+    a blank one (also after a last engine line that ended without a newline)."""
+    with contextlib.suppress(OSError), open(path, "ab+") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell():
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write(f"\nstreamrun: {message}\n".encode())
+
+
+def _imd_timeout(config) -> float:
+    """imdclient's own socket timeout: later than any limit streamrun watches
+    (stream.timeout, pcoord_timeout), so that streamrun, which can name the cause,
+    always decides first. When imdclient times out by itself it ends the stream as
+    if the engine had finished and tells the engine it leaves; the engine then logs
+    a client that left, which would be taken for another client."""
+    return config.stream_timeout + config.pcoord_timeout + 60.0
 
 
 def process_age() -> float:
@@ -473,14 +550,16 @@ def _parent_watch():
     def check():
         if parent != 1 and os.getppid() != parent:
             raise Interrupted(f"the parent process (pid {parent}, e.g. a WESTPA "
-                              f"worker) exited; stopped the engine")
+                              f"worker) exited")
     return check
 
 
 class _HandshakeDropped(StreamError):
-    """The engine dropped the IMD connection during the handshake (a client slower
-    than the engine's handshake deadline, e.g. on an overloaded node): the engine
-    is started again."""
+    """The IMD handshake failed before the engine's first MD step: the engine
+    dropped the connection (a client slower than the engine's handshake deadline,
+    e.g. on an overloaded node), or did not answer within imdclient's 5 s (an
+    engine suspended or starved of CPU). Nothing was lost: the engine is started
+    again."""
 
 
 class _Attempt:
@@ -489,6 +568,19 @@ class _Attempt:
     engine = reservation = client = reader = None
 
     def release(self):
+        # The engine first, while streamrun is still its client: an engine whose
+        # client leaves first runs on and waits for the next one (LAMMPS logs "IMD
+        # client detached ... Waiting for IMD connection") until its SIGTERM comes.
+        # Only an engine slow to act on SIGTERM (waiting on its IMD connection, as
+        # one paused by back-pressure may) has the connection closed under it.
+        if self.engine is not None:
+            self.engine.stop(if_slow=self._close_stream)
+        self._close_stream()
+        if self.reservation is not None:
+            self.reservation.release()
+        self.engine = self.reservation = self.client = self.reader = None
+
+    def _close_stream(self):
         if self.reader is not None and self.reader.is_alive():
             self.reader.stop()
             # a reader stuck in a pcoord that never returns will not stop
@@ -496,11 +588,6 @@ class _Attempt:
         elif self.client is not None:
             with contextlib.suppress(Exception):
                 self.client.stop()
-        if self.engine is not None:
-            self.engine.stop()
-        if self.reservation is not None:
-            self.reservation.release()
-        self.engine = self.reservation = self.client = self.reader = None
 
 
 def boundaries_before_launch(config):
@@ -720,7 +807,7 @@ def plan_outputs(config) -> list[str]:
     return lines
 
 
-def _watch(config, engine, reader, expected, progress, check_parent=None, port=None,
+def _watch(config, engine, reader, expected, progress, check=None, port=None,
            folders=None):
     """Wait for the reader to finish while watching the engine (its log, its IMD
     clients), the clock, the pcoord time limit, the output folders and our parent
@@ -728,8 +815,8 @@ def _watch(config, engine, reader, expected, progress, check_parent=None, port=N
     exited_at = None
     while reader.is_alive():
         reader.join(0.1)
-        if check_parent is not None:
-            check_parent()
+        if check is not None:
+            check()
         engine.check_log()
         if folders is not None:
             folders.check()
@@ -738,7 +825,9 @@ def _watch(config, engine, reader, expected, progress, check_parent=None, port=N
             # own socket closes, e.g. after imdclient refused the frame size: a
             # reader that failed explains the line, and its error is the one to tell.
             reader.join(1.0)
-            if reader.error is None:
+            # A reader that saw the stream end told the engine it leaves (imdclient
+            # does on every end of stream): the line is then its own.
+            if reader.error is None and reader.ended is None:
                 _refuse_foreign_client(engine, port)
         computing = reader.computing
         if computing is not None and \

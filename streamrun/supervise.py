@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import shlex
+import socket
 import subprocess
 import threading
 import time
@@ -107,7 +108,8 @@ class EngineProcess:
         try:
             self._log = open(self.log_path, "ab", buffering=0)
             self._log.write(f"$ (cd {shlex.quote(str(cwd))} && "
-                            f"{shlex.join(self.command)})\n".encode())
+                            f"{shlex.join(self.command)})  # streamrun "
+                            f"{running_where()}\n".encode())
         except OSError as e:
             if getattr(self, "_log", None) is not None:
                 self._log.close()
@@ -312,8 +314,13 @@ class EngineProcess:
                 pass
         return alive
 
-    def stop(self, grace: float = 5.0) -> None:
-        """Stop the whole engine tree: SIGTERM, then SIGKILL after ``grace`` s."""
+    def stop(self, grace: float = 5.0, if_slow=None) -> None:
+        """Stop the whole engine tree: SIGTERM, then SIGKILL after ``grace`` s.
+
+        ``if_slow()``, if given, is called when the tree still runs
+        :data:`SLOW_STOP` s after the SIGTERM (e.g. to close the IMD connection
+        of an engine that waits on it before it acts on the signal).
+        """
         procs = self.alive_processes()
         for p in procs:
             try:
@@ -321,13 +328,18 @@ class EngineProcess:
                 p.resume()  # a stopped process acts on SIGTERM only once continued
             except psutil.NoSuchProcess:
                 pass
-        _, alive = psutil.wait_procs(procs, timeout=grace)
+        alive = procs
+        if if_slow is not None:
+            alive = _wait_gone(alive, min(SLOW_STOP, grace))
+            if alive:
+                if_slow()
+        alive = _wait_gone(alive, grace)
         for p in alive:
             try:
                 p.kill()
             except psutil.NoSuchProcess:
                 pass
-        psutil.wait_procs(alive, timeout=grace)
+        _wait_gone(alive, grace)
         try:
             self.proc.wait(grace)
         except subprocess.TimeoutExpired:
@@ -345,11 +357,27 @@ class EngineProcess:
         if not self._log.closed:
             self._log.close()
 
+    def suspended(self) -> list[int]:
+        """Processes of the engine tree that are stopped (SIGSTOP, SIGTSTP)."""
+        stopped = []
+        with self._tree_lock:
+            procs = list(self._seen.values())
+        for p in procs:
+            try:
+                if p.status() == psutil.STATUS_STOPPED:
+                    stopped.append(p.pid)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass
+        return stopped
+
     def describe_exit(self) -> str:
         """A short cause for the user: exit code and the engine's last error line."""
         rc = self.proc.poll()
         if rc is None and self.lost_rank is not None:
             what = f"lost a rank: {self.lost_rank}"
+        elif rc is None and self.suspended():
+            what = (f"is suspended (process {self.suspended()[0]} stopped by SIGSTOP, "
+                    f"Ctrl-Z or a batch system's suspend)")
         elif rc is None:
             what = "is still running"
         elif rc < 0:
@@ -365,6 +393,19 @@ class EngineProcess:
 
 #: Seconds a launcher may run on after one of its engine ranks exited.
 RANK_GRACE = 10.0
+#: Seconds after its SIGTERM that an engine counts as slow to stop (see stop()).
+SLOW_STOP = 1.0
+
+
+def running_where(environ=None) -> str:
+    """Which node and process runs this segment, for the summary and the engine
+    log: ``on host NAME, pid N`` (the WESTPA worker's pid on the warm path), with
+    the worker's ``WM_PROCESS_INDEX`` when WESTPA sets it."""
+    environ = os.environ if environ is None else environ
+    where = f"on host {socket.gethostname()}, pid {os.getpid()}"
+    if environ.get("WM_PROCESS_INDEX"):
+        where += f" (WM_PROCESS_INDEX {environ['WM_PROCESS_INDEX']})"
+    return where
 
 
 def _running(p: psutil.Process) -> bool:
@@ -372,6 +413,22 @@ def _running(p: psutil.Process) -> bool:
         return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def _wait_gone(procs, timeout: float) -> list:
+    """Wait up to ``timeout`` s for ``procs`` to end; return those still running.
+
+    A process that ended counts as gone while it is a zombie: the engine's own
+    processes are not our children (PyPI's lmp runs the real engine as its child),
+    so once their parent died only the node's init reaps them, which in some
+    containers takes a second or more (psutil.wait_procs waits for that).
+    """
+    deadline = time.monotonic() + timeout
+    alive = [p for p in procs if _running(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+        alive = [p for p in alive if _running(p)]
+    return alive
 
 
 #: Environment variable holding a launch's token (see the module docstring).
