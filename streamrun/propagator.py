@@ -310,6 +310,10 @@ def _child(environ, cwd, stdout, stderr, write_end, parent, pdeathsig):
             code = 2
         if received and not code:  # a signal the job did not see: as if it had
             code = 128 + received[0]
+        if os.getppid() != parent:
+            cli._say(f"note: WESTPA worker pid {parent} exited during this job (its "
+                     f"death sends this process SIGTERM); nobody reads the result")
+            os._exit(code)
         import resource
 
         me = resource.getrusage(resource.RUSAGE_SELF)
@@ -317,8 +321,9 @@ def _child(environ, cwd, stdout, stderr, write_end, parent, pdeathsig):
                   "modules": library_modules(set(sys.modules) - before),
                   "topologies": parsed_topologies()}
         data = json.dumps(report).encode()
-        while data:
-            data = data[os.write(write_end, data):]
+        with contextlib.suppress(BrokenPipeError):  # the worker died meanwhile
+            while data:
+                data = data[os.write(write_end, data):]
     except BaseException:
         with contextlib.suppress(BaseException):
             import traceback
