@@ -167,8 +167,9 @@ def run_in_worker(environ, cwd=None, stdout=None, stderr=None):
         engines = (f"; stopped what it left running: {', '.join(left)}" if left
                    else "; nothing it started is left running")
         if over is not None:
-            why = (f"used {over} MiB of memory, more than {MEMORY_VAR}={limit:g}, and "
-                   f"was killed")
+            why = (f"used {over[0]} MiB of memory (resident, {over[1]} MiB of it "
+                   f"at most shared with the worker), more than {MEMORY_VAR}="
+                   f"{limit:g}, and was killed")
         elif code < 0:
             why = f"was killed by {_signal_name(-code)} (signal {-code}" + (
                 ": the kernel's OOM killer, or kill -9)" if -code == signal.SIGKILL
@@ -395,7 +396,8 @@ def _redirect(stdout, stderr):
 def _wait_for_report(pid, read_end, limit):
     """Read the child's report until it exits (end of the pipe). With a memory
     ``limit`` (MiB), kill it once its resident memory exceeds it. Returns (report
-    bytes, MiB used when killed for it, else None)."""
+    bytes, None or, when killed for its memory, the MiB it used and the worker's
+    own resident MiB)."""
     import psutil
 
     chunks, over = [], None
@@ -412,8 +414,9 @@ def _wait_for_report(pid, read_end, limit):
             with contextlib.suppress(psutil.Error):
                 used = child.memory_info().rss / 2**20
                 if used > limit:
-                    over = round(used)
                     os.kill(pid, signal.SIGKILL)
+                    over = (round(used), round(psutil.Process().memory_info().rss
+                                               / 2**20))
 
 
 def _parse(data):

@@ -262,7 +262,8 @@ def test_a_plugin_that_exceeds_the_memory_limit_fails_its_segment_only(
     assert "child process for segment 0 exited on signal 9 (SIGKILL)" in out, out
     log = (sim / "seg_logs" / "000001-000000.log").read_text()
     m = re.search(r"streamrun: error: the segment's process \(pid \d+, forked from "
-                  r"WESTPA worker pid \d+\) used (\d+) MiB of memory, more than "
+                  r"WESTPA worker pid \d+\) used (\d+) MiB of memory \(resident, "
+                  r"\d+ MiB of it at most shared with the worker\), more than "
                   rf"{MEMORY_VAR}=1200, and was killed; .*the worker goes on\n$", log)
     assert m and 1200 < int(m[1]) < 2500, log
     pids = forked_pids(sim)
