@@ -92,7 +92,7 @@ class StreamrunPropagator(ExecutablePropagator):
 
     def exec_child(self, executable, environ=None, stdin=None, stdout=None,
                    stderr=None, cwd=None):
-        if not is_streamrun(executable):
+        if not is_streamrun(executable) or not _may_fork():
             return super().exec_child(executable, environ, stdin, stdout, stderr, cwd)
         # the environment a child would get (ExecutablePropagator.exec_child)
         child_environ = dict(os.environ)
@@ -102,9 +102,36 @@ class StreamrunPropagator(ExecutablePropagator):
         return run_in_worker(child_environ, cwd, stdout, stderr)
 
 
+def _may_fork() -> bool:
+    """True in the main thread. WESTPA's threads work manager runs tasks in other
+    threads, several at once: a fork there copies whatever lock another task's
+    thread holds at that moment (an import, a log write), and the child can wait on
+    it forever (seen here: a segment hung). Those jobs run as ``streamrun`` programs
+    instead, said once in WESTPA's log."""
+    if threading.current_thread() is threading.main_thread():
+        return True
+    global _SAID_NO_FORK
+    if not _SAID_NO_FORK:
+        _SAID_NO_FORK = True
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "streamrun's warm path forks segments only from a worker's main thread; "
+            "the threads work manager runs them in other threads, so each segment "
+            "runs as a streamrun program (use the processes or zmq work manager)")
+    return False
+
+
+_SAID_NO_FORK = False
+
+
 def run_in_worker(environ, cwd=None, stdout=None, stderr=None):
     """Run one WESTPA job of streamrun (a segment, or get_pcoord) in a child forked
     from this process, as ``streamrun`` (no arguments) would run it.
+
+    Call it from the main thread of a process whose other threads, if any, hold
+    no lock the job needs (WESTPA's processes and zmq workers; see
+    :func:`_may_fork`).
 
     Parameters
     ----------
@@ -132,7 +159,6 @@ def run_in_worker(environ, cwd=None, stdout=None, stderr=None):
     warm_up()
     marker = environ[SEGMENT_VAR] = secrets.token_hex(16)
     parent = os.getpid()
-    pdeathsig = threading.current_thread() is threading.main_thread()
     read_end, write_end = os.pipe()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
@@ -149,7 +175,7 @@ def run_in_worker(environ, cwd=None, stdout=None, stderr=None):
         return 1, _usage(None)
     if pid == 0:
         os.close(read_end)
-        _child(environ, cwd, stdout, stderr, write_end, parent, pdeathsig)
+        _child(environ, cwd, stdout, stderr, write_end, parent)
     gc.unfreeze()
     os.close(write_end)
     try:
@@ -285,14 +311,13 @@ def library_modules(names) -> list[str]:
     return out
 
 
-def _child(environ, cwd, stdout, stderr, write_end, parent, pdeathsig):
+def _child(environ, cwd, stdout, stderr, write_end, parent):
     """The forked segment: run the job, report to the worker, and exit (never
     returns)."""
     code = CHILD_FAILED
     try:
         received = _take_signals()
-        if pdeathsig:
-            _die_with_parent(parent)
+        _die_with_parent(parent)
         os.environ.clear()
         os.environ.update(environ)
         if cwd:

@@ -298,3 +298,21 @@ def test_ctrl_c_on_w_run_stops_every_forked_segment_and_engine(
     assert "interrupted; shutting down" in out, out
     assert "WEST run complete." not in out
     nothing_left(no_engine_left)
+
+
+def test_under_the_threads_work_manager_segments_run_as_streamrun_programs(
+        lmp, westpa_path, tmp_path, no_engine_left):
+    """The threads work manager runs segments in threads other than the main one,
+    where a fork can copy a lock another segment's thread holds (a forked segment
+    hung there): the propagator runs `streamrun` programs instead, says so once, and
+    the run completes."""
+    sim = warm_example(tmp_path)
+    env = sim_env(sim, westpa_path)
+    init(sim, env)
+    rc, out = run(["w_run", "--work-manager", "threads", "--n-workers", "2"], sim,
+                  env, "run.log")
+    assert rc == 0 and "WEST run complete." in out, out
+    assert out.count("forks segments only from a worker's main thread") == 1, out
+    logs = [p.read_text() for p in (sim / "seg_logs").glob("*.log")]
+    assert logs and not any("warm path" in text for text in logs), logs
+    check_simulation(sim, check_dumps=False)
