@@ -13,7 +13,8 @@ from .errors import StreamrunError
 from .lazy import numpy as np
 
 
-def write_pcoord(path: Path, rows: np.ndarray, column_labels=()) -> None:
+def write_pcoord(path: Path, rows: np.ndarray, column_labels=(),
+                 dataset: str = "pcoord") -> None:
     """Write pcoord rows as text that ``numpy.loadtxt`` reads, atomically.
 
     The rows go to a temporary file in the same folder, are flushed to disk, and
@@ -26,10 +27,12 @@ def write_pcoord(path: Path, rows: np.ndarray, column_labels=()) -> None:
     column_labels : sequence of str
         Column names with units (``na_cl [Å]``), written in a ``#`` header line
         (``loadtxt`` skips it).
+    dataset : str
+        ``pcoord``, or the aux dataset's name (in the header).
     """
     path = Path(path)
     rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
-    header = "streamrun pcoord"
+    header = "streamrun pcoord" if dataset == "pcoord" else f"streamrun aux {dataset}"
     if column_labels:
         header += ": " + ", ".join(column_labels)
     tmp = None

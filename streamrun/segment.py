@@ -90,8 +90,11 @@ class SegmentResult:
         skipped = (f" + {self.skipped} at step 0, the start point again"
                    if self.skipped else "")
         return (f"{self.frames - self.skipped} frames streamed -> "
-                f"{self.rows.shape[0]} rows x {self.rows.shape[1]} "
-                f"({', '.join(self.column_labels)}) in {self.output} (row 0: the "
+                f"{self.rows.shape[0]} rows x {len(self.column_labels)} "
+                f"({', '.join(self.column_labels)}) in {self.output}"
+                + (f" + {self.rows.shape[1] - len(self.column_labels)} aux columns"
+                   if self.rows.shape[1] > len(self.column_labels) else "")
+                + f" (row 0: the "
                 f"start structure{skipped}); wall {self.wall_seconds:.2f} s, stream "
                 f"{self.stream_seconds:.2f} s ({significant(rate)} frames/s), pcoord "
                 f"compute {self.compute_seconds:.2f} s{paused}; alpha {self.alpha:.2f} "
@@ -702,7 +705,7 @@ def _write_datasets(config, calculator, rows):
     """Write the aux datasets, then the pcoord (last: its presence means success)."""
     parts = calculator.split(rows)
     for name, (_, path) in config.aux.items():
-        write_pcoord(path, parts[name], calculator.column_labels(name))
+        write_pcoord(path, parts[name], calculator.column_labels(name), name)
     write_pcoord(config.output, parts["pcoord"], calculator.column_labels("pcoord"))
 
 
