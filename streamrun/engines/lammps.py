@@ -13,15 +13,16 @@ picks and reserves the port. With ``trate N``
 the first frame is step N (not step 0), so a segment of ``nsteps`` streams
 ``nsteps / N`` frames; pcoord row 0 comes from the start structure.
 
-``engine.variables`` become ``-var name value``; a value with white space (a path
-in a folder with a space) is passed quoted, so ``${name}`` stays one word (see
+``engine.variables`` become ``-var name value``; a path with white space (in a
+folder with a space) is passed quoted, so ``${name}`` stays one word, while other
+values with spaces (``boundary ${b}`` with ``b: p p f``) stay several words (see
 :func:`one_word`).
 """
 
 from __future__ import annotations
 
+import os
 import re
-
 from pathlib import Path
 
 from ..boundaries import Boundaries
@@ -201,11 +202,15 @@ def one_word(value: str) -> str:
     so a path with a space (a folder named "my sims") would become two words of
     ``read_data ${start}``. Quotes in the input (``read_data "${start}"``) do not
     help: LAMMPS substitutes nothing between quotes. Quotes in the value do: the
-    substituted text is split honouring them. Values without white space are
-    passed as they are.
+    substituted text is split honouring them. Only paths are quoted (a value with
+    a ``/`` or naming an existing file): other values with white space are meant
+    as several words (``b: p p f`` for ``boundary ${b}``). Values without white
+    space are passed as they are.
     """
     if not any(c.isspace() for c in value):
         return value
+    if os.sep not in value and not os.path.exists(value):
+        return value  # several words, as the user wrote them
     if '"' not in value:
         return f'"{value}"'
     return f'"""{value}"""' if '"""' not in value else value
