@@ -109,7 +109,10 @@ def test_two_lammps_ranks_fail_fast_on_the_fix_imd_v3_rank_bug_and_leave_none(
                             "--set", "engine.launcher=[mpiexec, -n, 2]")
     assert proc.returncode == 1, "LAMMPS streamed from 2 ranks: see the docstring"
     line = one_error_line(proc)
-    assert "the IMD stream ended after" in line and "of 200 frames" in line
+    # the reader sees the stream end, or the watch sees the rank go, first: both
+    # are the truth, and which one is told depends on the machine's timing
+    assert ("the IMD stream ended after" in line and "of 200 frames" in line) or \
+        ("the engine lost a rank" in line and "of 200" in line), line
     assert elapsed < 30
     assert "1 by 1 by 2 MPI processor grid" in (
         tmp_path / "seg" / "streamrun-engine.log").read_text()

@@ -280,9 +280,11 @@ def test_streamrun_as_the_propagator_three_iterations_with_the_processes_work_ma
     assert rc == 0 and "WEST run complete." in out, out
     assert "ERROR" not in out, out
     counts = check_simulation(sim, aux=True)
-    # the example's bins (0.25 Å) split walkers as they spread: weighted ensemble
-    # at work within these 3 iterations
-    assert counts[-1] > counts[0], counts
+    # the example's bins (0.25 Å) split walkers as they spread; within 3 iterations
+    # that depends on the run's random seeds (seen here: [2, 2, 2] once in about ten
+    # runs), so only that no iteration has fewer walkers than the first (one bin's
+    # target count at least) is required
+    assert min(counts) >= counts[0], counts
     # every segment was set up by streamrun: parent.data links to the parent's end
     link = os.readlink(seg_dir(sim, 2, 0) / "parent.data")
     assert re.search(r"traj_segs/000001/\d{6}/end\.data$", link), link
