@@ -27,7 +27,7 @@ from .lazy import numpy as np
 NON_PERIODIC_EDGE = 1.0e6
 
 #: Values of the ``engine.periodic`` config key besides the axis letters.
-ALL, NONE, AUTO = "xyz", "none", "auto"
+NONE, AUTO = "none", "auto"
 
 
 def parse_axes(text: str) -> tuple[bool, bool, bool] | None:
@@ -139,10 +139,6 @@ def stand_in() -> Boundaries:
     """No box, for checks that cannot know the engine's boundaries (values are not
     shown; selections, plugins and columns are checked)."""
     return Boundaries((False, False, False), "a stand-in", stand_in=True)
-
-
-def fully_periodic(source: str, origin=(0.0, 0.0, 0.0), origin_source="") -> Boundaries:
-    return Boundaries((True, True, True), source, tuple(origin), origin_source)
 
 
 def from_config(value: str, source_key="engine.periodic") -> Boundaries | None:

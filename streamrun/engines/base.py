@@ -122,10 +122,7 @@ class EngineAdapter:
         if stated is None or found is None:
             return found if stated is None else stated
         if stated.periodic != found.periodic:
-            raise ConfigError(f"is {engine.periodic} but the engine's input says "
-                              f"{found.axes} ({found.source}); make them agree, or "
-                              f"remove engine.periodic", source=source,
-                              key="engine.periodic")
+            raise _disagree(config, found, "the engine's input says")
         return found
 
     def check_launch_boundaries(self, config, details) -> Boundaries | None:
@@ -140,10 +137,7 @@ class EngineAdapter:
         stated = from_config(config.engine.periodic)
         if found is not None and stated is not None and \
                 found.periodic != stated.periodic:
-            raise ConfigError(f"is {config.engine.periodic} but the engine announced "
-                              f"{found.axes} ({found.source}); make them agree, or "
-                              f"remove engine.periodic", source=config.source,
-                              key="engine.periodic")
+            raise _disagree(config, found, "the engine announced")
         return found or stated
 
     def check_pcoords(self, engine, coordinates, source) -> None:
@@ -204,6 +198,13 @@ class EngineAdapter:
         """pcoord rows of a segment: the start point plus one per frame that
         makes a row."""
         return self.expected_frames(nsteps, frame_interval) - self.leading_frames + 1
+
+
+def _disagree(config, found, who) -> ConfigError:
+    """``engine.periodic`` contradicts what the engine's input or launch tells."""
+    return ConfigError(f"is {config.engine.periodic} but {who} {found.axes} "
+                       f"({found.source}); make them agree, or remove engine.periodic",
+                       source=config.source, key="engine.periodic")
 
 
 def find_executable(name: str) -> str | None:

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from ..boundaries import NON_PERIODIC_EDGE
 from ..errors import ConfigError
 from ..lazy import numpy as np
+from .pbc import BoxVectors
 
 #: type name -> Coordinate subclass; filled by :func:`register`.
 REGISTRY: dict[str, type["Coordinate"]] = {}
@@ -279,7 +280,7 @@ class Frame:
         self._shared = {}  # atom indices (bytes) -> _GroupPlan: equal groups share
         self._serial = 0   # frame counter: a plan's positions are this frame's
         self._raw = self._whole = self.dimensions = self._search = None
-        self._cell = (None, None, None)  # dimensions bytes, box vectors, inverse
+        self._vectors = BoxVectors()
         self._mask = np.array(boundaries.periodic, dtype=bool)
 
     def update(self, raw, whole, dimensions, search=None):
@@ -303,20 +304,10 @@ class Frame:
         dims[:3][~np.asarray(along)] = NON_PERIODIC_EDGE
         return dims
 
-    def _vectors(self):
-        key = None if self.dimensions is None else self.dimensions.tobytes()
-        if key != self._cell[0]:
-            from MDAnalysis.lib.mdamath import triclinic_vectors
-
-            box = None if key is None else np.asarray(triclinic_vectors(
-                self.dimensions), dtype=np.float64)
-            self._cell = (key, box, None if box is None else np.linalg.inv(box))
-        return self._cell[1], self._cell[2]
-
     def in_box(self, point, pbc=None) -> np.ndarray:
         """A point relative to the engine's box origin, wrapped into the box along
         its periodic box vectors only (when ``pbc`` is not false)."""
-        box, inv = self._vectors()
+        box, inv = self._vectors(self.dimensions)
         point = np.asarray(point, dtype=np.float64) - self.boundaries.origin_at(box)
         if pbc is False or box is None or not self._mask.any():
             return point

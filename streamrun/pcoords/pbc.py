@@ -80,6 +80,23 @@ def bonded_fragments(universe):
     return connected_components(graph, directed=False)[1], bonds
 
 
+class BoxVectors:
+    """Box vectors (rows, Å) and their inverse for a frame's MDAnalysis dimensions,
+    worked out again only when the box changes (never under NVT); (None, None)
+    without a box."""
+
+    def __init__(self):
+        self._key, self._box, self._inv = False, None, None
+
+    def __call__(self, dimensions):
+        key = None if dimensions is None else np.asarray(dimensions).tobytes()
+        if key != self._key:
+            box = box_matrix(dimensions)
+            self._key, self._box = key, box
+            self._inv = None if box is None else np.linalg.inv(box)
+        return self._box, self._inv
+
+
 class WholeTracker:
     """Keeps a set of atom groups whole, from the start structure frame to frame.
 
@@ -113,16 +130,7 @@ class WholeTracker:
         self._frac = None      # fractional positions of the tracked atoms
         self._cart = None      # Cartesian positions when the start had no box
         self._joined = []      # (local indices, label) of multi-fragment groups
-        self._box = (None, None, None)  # dimensions bytes, box vectors, inverse
-
-    def _box_and_inverse(self, dimensions):
-        """Box vectors and their inverse, worked out again only when the box
-        changes (never under NVT)."""
-        key = None if dimensions is None else np.asarray(dimensions).tobytes()
-        if key != self._box[0]:
-            box = box_matrix(dimensions)
-            self._box = (key, box, None if box is None else np.linalg.inv(box))
-        return self._box[1], self._box[2]
+        self._box_and_inverse = BoxVectors()
 
     def _locals(self, group):
         return np.searchsorted(self.ix, group.ix)  # ix is sorted and holds them
