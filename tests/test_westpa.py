@@ -409,20 +409,14 @@ def test_a_failing_engine_fails_its_segments_in_westpa(
         assert "streamrun: error:" in log and "missing.data" in log, log
 
 
-def test_ctrl_c_on_w_run_stops_every_engine(lmp, westpa_path, tmp_path, no_engine_left):
-    """Ctrl-C in the terminal (SIGINT to w_run's process group) while segments run:
-    w_run shuts down and no streamrun or LAMMPS process outlives it."""
-    sim = copy_example(tmp_path, "westpa")
-    cfg = sim / "west.cfg"
-    # long segments (4000 steps), so that the signal lands while engines run
-    edit(cfg, r"^( *)nsteps: 100\b", r"\1nsteps: 4000")
-    edit(cfg, r"^( *)pcoord_len: 11\b", r"\1pcoord_len: 401")
-    env = sim_env(sim, westpa_path)
-    init(sim, env)
+def ctrl_c_w_run(sim, env, engine_started):
+    """Start run.sh (2 workers), send SIGINT to its process group as the terminal's
+    Ctrl-C does once ``engine_started()`` is true, and check that w_run shut down
+    without completing (it is killed if it does not stop within 60 s)."""
     proc = start(["./run.sh", "--n-workers", "2"], sim, env, "run.log")
     try:
         deadline = time.monotonic() + 60
-        while not any(p.name() == "lmp" for p in processes_with_token(no_engine_left)):
+        while not engine_started():
             assert proc.poll() is None, (sim / "run.log").read_text()
             assert time.monotonic() < deadline, "no engine started within 60 s"
             time.sleep(0.1)
@@ -436,6 +430,20 @@ def test_ctrl_c_on_w_run_stops_every_engine(lmp, westpa_path, tmp_path, no_engin
     out = (sim / "run.log").read_text()
     assert "interrupted; shutting down" in out, out
     assert "WEST run complete." not in out
+
+
+def test_ctrl_c_on_w_run_stops_every_engine(lmp, westpa_path, tmp_path, no_engine_left):
+    """Ctrl-C in the terminal (SIGINT to w_run's process group) while segments run:
+    w_run shuts down and no streamrun or LAMMPS process outlives it."""
+    sim = copy_example(tmp_path, "westpa")
+    cfg = sim / "west.cfg"
+    # long segments (4000 steps), so that the signal lands while engines run
+    edit(cfg, r"^( *)nsteps: 100\b", r"\1nsteps: 4000")
+    edit(cfg, r"^( *)pcoord_len: 11\b", r"\1pcoord_len: 401")
+    env = sim_env(sim, westpa_path)
+    init(sim, env)
+    ctrl_c_w_run(sim, env, lambda: any(
+        p.name() == "lmp" for p in processes_with_token(no_engine_left)))
     # streamrun stops its engine's tree before it exits; give that a moment
     deadline = time.monotonic() + 15
     while processes_with_token(no_engine_left) and time.monotonic() < deadline:

@@ -19,8 +19,9 @@ import pytest
 from conftest import processes_with_token
 from streamrun.propagator import MEMORY_VAR, SEGMENT_VAR
 from test_westpa import (ITERATIONS, ZMQ_TIMING, add_engine_variable,  # noqa: F401
-                         check_simulation, copy_example, edit, finish, init, run,
-                         seg_dir, sim_env, start, westpa_path)  # westpa_path: fixture
+                         check_simulation, copy_example, ctrl_c_w_run, edit, finish,
+                         init, run, seg_dir, sim_env, start,
+                         westpa_path)  # westpa_path: fixture
 
 pytestmark = [pytest.mark.engine("lammps"), pytest.mark.engine("westpa")]
 
@@ -280,23 +281,7 @@ def test_ctrl_c_on_w_run_stops_every_forked_segment_and_engine(
     long_segments(sim, nsteps=4000)
     env = sim_env(sim, westpa_path)
     init(sim, env)
-    proc = start(["./run.sh", "--n-workers", "2"], sim, env, "run.log")
-    try:
-        deadline = time.monotonic() + 60
-        while streaming_segment(no_engine_left) is None:
-            assert proc.poll() is None, (sim / "run.log").read_text()
-            assert time.monotonic() < deadline, "no engine started within 60 s"
-            time.sleep(0.1)
-        time.sleep(0.5)  # streaming by now
-        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
-        finish(proc, 60, "w_run after Ctrl-C")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    out = (sim / "run.log").read_text()
-    assert "interrupted; shutting down" in out, out
-    assert "WEST run complete." not in out
+    ctrl_c_w_run(sim, env, lambda: streaming_segment(no_engine_left) is not None)
     nothing_left(no_engine_left)
 
 
