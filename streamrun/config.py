@@ -55,6 +55,9 @@ ENGINE_KEYS = {
     "read from the engine's input, e.g. LAMMPS boundary, GROMACS pbc, the OpenMM "
     "System), xyz, none, or the periodic axes (xy, z, ...); set it where the input "
     "cannot tell (a boundary given by a variable, a LAMMPS restart)",
+    "resident": "on the warm path, keep an engine that serves segments in a loop "
+    "(an OpenMM script looping over streamrun.openmm.segments()) running in each "
+    "WESTPA worker between segments: true (default) or false",
     "accept_fixed_box": "accept minimum-image distances computed with the start "
     "structure's box under pressure coupling, when the stream has no box "
     "(GROMACS IMD v2); default false",
@@ -122,6 +125,7 @@ class EngineConfig:
     env: dict[str, str] = field(default_factory=dict)
     listener: str = "tree"
     periodic: str = "auto"
+    resident: bool = True
 
 
 @dataclass(frozen=True)
@@ -559,6 +563,8 @@ def validate(data: dict, source: str, base_dir: Path, environ=None,
         listener=soft(_choice, eng.get("listener", "tree"), "engine.listener", source,
                       LISTENER_CHECKS, default="tree"),
         periodic=soft(_periodic, eng.get("periodic", "auto"), source, default="auto"),
+        resident=soft(_flag, eng.get("resident", True), "engine.resident", source,
+                      default=True),
     )
     if engine_input is not False:  # an unreadable input was reported already
         soft(ADAPTERS[name].check_config, engine, source)

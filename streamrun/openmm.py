@@ -10,6 +10,18 @@ streamrun asks::
     simulation.reporters.append(streamrun.openmm.reporter())
     simulation.step(streamrun.openmm.nsteps())
 
+A script that sets up once and then serves segments in a loop can stay resident
+in a WESTPA worker (the warm path keeps it between segments; see
+:func:`segments`)::
+
+    simulation.reporters.append(streamrun.openmm.reporter())
+    for segment in streamrun.openmm.segments():
+        streamrun.openmm.load_start(simulation, segment.variable("start"))
+        simulation.step(segment.nsteps)
+        simulation.saveState("seg.xml")
+
+Run one-shot (``streamrun run``, the executable path), the loop runs once.
+
 What the reporter does, in order:
 
 - Before the first step it listens on the loopback interface only (127.0.0.1,
@@ -71,6 +83,11 @@ READY_LINE = ("streamrun.openmm: IMD v3 listening on {host} port {port} "
               "(periodic box: {periodic})")
 #: Lines the reporter prints for streamrun's log (and its checks).
 PREFIX = "streamrun.openmm:"
+#: Environment variable of a resident engine (set by streamrun's warm path only):
+#: the file descriptor of its control socket, on which segments arrive.
+RESIDENT_VAR = "STREAMRUN_OPENMM_RESIDENT"
+#: Printed once the body of the loop over :func:`segments` returned for a segment.
+DONE_LINE = "streamrun.openmm: segment {number} done"
 #: Seconds the reporter waits for the client's IMD_GO after its handshake.
 GO_TIMEOUT = 60.0
 
@@ -110,7 +127,8 @@ class IMDReporter:
     Notes
     -----
     Only :meth:`describeNextReport`, :meth:`report` and :meth:`close` are meant to
-    be called; OpenMM calls the first two. One reporter serves one client once.
+    be called; OpenMM calls the first two. One reporter serves one client once per
+    segment (:meth:`renew`).
     """
 
     def __init__(self, frame_interval: int, nsteps: int | None = None, port: int = 0,
@@ -120,12 +138,18 @@ class IMDReporter:
         if nsteps is not None and int(nsteps) % int(frame_interval):
             raise ValueError(f"nsteps ({nsteps}) must be a multiple of frame_interval "
                              f"({frame_interval}) so that the last step is streamed")
-        self.frame_interval = int(frame_interval)
-        self.nsteps = None if nsteps is None else int(nsteps)
-        self.port = int(port)
         self.accept_timeout = accept_timeout
         self._out = out
         self._conn: socket.socket | None = None
+        self.renew(frame_interval, nsteps, port)
+
+    def renew(self, frame_interval: int, nsteps: int | None = None, port: int = 0):
+        """Serve a new client for a new segment (:func:`segments` calls it): from
+        the next step on, as a new reporter would."""
+        self.close()
+        self.frame_interval = int(frame_interval)
+        self.nsteps = None if nsteps is None else int(nsteps)
+        self.port = int(port)
         self._first_step: int | None = None
         self._done = False
         self._paused = False
@@ -388,7 +412,136 @@ def reporter(frame_interval: int | None = None, nsteps: int | None = None,
         nsteps = _env_int(NSTEPS_VAR, None, "nsteps")
     if port is None:
         port = int(os.environ.get(PORT_VAR, "0"))
-    return IMDReporter(interval, nsteps=nsteps, port=port, **kwargs)
+    made = IMDReporter(interval, nsteps=nsteps, port=port, **kwargs)
+    _REPORTERS.append(made)
+    return made
+
+
+#: The reporters :func:`reporter` made: each segment of :func:`segments` renews them.
+_REPORTERS: list[IMDReporter] = []
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One segment that streamrun asks the script to run (see :func:`segments`).
+
+    Attributes
+    ----------
+    number : int
+        1 for the first segment this process runs, 2 for the next, ...
+    folder : str
+        The segment's folder: the current directory while the segment runs.
+    nsteps, frame_interval : int
+        ``engine.nsteps`` and ``engine.frame_interval`` of this segment.
+    resident : bool
+        True when this process serves several segments (streamrun's warm path).
+    """
+
+    number: int
+    folder: str
+    nsteps: int
+    frame_interval: int
+    resident: bool
+
+    def variable(self, name: str, default: str | None = None) -> str:
+        """``engine.variables.<name>`` of this segment (:func:`variable`)."""
+        return variable(name, default)
+
+
+def segments():
+    """The segments streamrun asks this script to run, one at a time.
+
+    Run by ``streamrun run`` or WESTPA's executable path, it yields one segment.
+    On the warm path (``streamrun.propagator.StreamrunPropagator``) streamrun keeps
+    the script running in the WESTPA worker, and it yields each segment the worker
+    runs, until the worker ends; the set-up before the loop (imports, System,
+    Context) is paid once per worker.
+
+    While a segment runs, everything of a one-shot run holds: the current directory
+    is the segment's folder, :func:`nsteps`, :func:`frame_interval` and
+    :func:`variable` give its values (``os.environ`` is the segment's), the script's
+    output goes to the segment's log, and each reporter made by :func:`reporter`
+    serves the segment's client from its next step on.
+
+    Yields
+    ------
+    Segment
+
+    Notes
+    -----
+    The state left by one segment is the Context's: load each segment's start
+    (:func:`load_start` or ``simulation.loadState``), which sets positions,
+    velocities, box and time. The integrator's random numbers continue from one
+    segment to the next (OpenMM reads an integrator's seed when the Context is
+    made), so sibling segments differ, but a segment is not reproduced from its
+    seed alone. An exception in the loop's body ends the script: streamrun fails
+    that segment and starts the script again for the next one.
+    """
+    fd = os.environ.get(RESIDENT_VAR)
+    if not fd:
+        yield _segment(1, resident=False)
+        return
+    yield from _serve(int(fd))
+
+
+def _segment(number, resident) -> Segment:
+    return Segment(number, os.getcwd(), _env_int(NSTEPS_VAR, None, "nsteps"),
+                   _env_int(INTERVAL_VAR, None, "frame_interval"), resident)
+
+
+def _serve(fd):
+    """Serve the segments that arrive on the control socket ``fd``: each message is
+    the segment's environment and folder (JSON) with the write end of a pipe, which
+    becomes this process's stdout and stderr for the segment (streamrun reads it as
+    a one-shot engine's output; its end of file ends the segment)."""
+    control = socket.socket(fileno=fd)
+    os.environ.pop(RESIDENT_VAR, None)
+    _die_with_parent()
+    launch_out = os.dup(1), os.dup(2)
+    number = 0
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(control, 1 << 22, 1)
+        except OSError:
+            message, fds = b"", []
+        if not message:  # the worker is gone: no more segments
+            for extra in fds:
+                os.close(extra)
+            return
+        number += 1
+        request = json.loads(message)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for target in (1, 2):
+            os.dup2(fds[0], target)
+        os.close(fds[0])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.chdir(request["cwd"])
+        current = _segment(number, resident=True)
+        port = int(os.environ.get(PORT_VAR, "0"))
+        for made in _REPORTERS:
+            made.renew(current.frame_interval, current.nsteps, port)
+        print(f"{PREFIX} resident engine (pid {os.getpid()}) runs its segment "
+              f"{number} in {current.folder}", flush=True)
+        yield current
+        sys.stdout.flush()
+        sys.stderr.flush()
+        print(DONE_LINE.format(number=number), flush=True)
+        for target, saved in zip((1, 2), launch_out):
+            os.dup2(saved, target)  # the segment's pipe closes: its end of file
+
+
+def _die_with_parent():
+    """SIGTERM to this process when the WESTPA worker that started it dies (Linux
+    ``PR_SET_PDEATHSIG``; streamrun's watchdog does it elsewhere)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def nsteps(default: int | None = None) -> int:

@@ -66,7 +66,7 @@ from westpa.core.propagators.executable import ExecutablePropagator
 #: Environment variable marking every process of one forked segment (the child,
 #: its engine and the engine's watchdog inherit it): the worker stops those that
 #: are left when the child dies.
-SEGMENT_VAR = "STREAMRUN_WARM_SEGMENT"
+SEGMENT_VAR = "STREAMRUN_WARM_SEGMENT"  # = streamrun.resident.WARM_VAR
 #: Environment variable (west.cfg ``west.executable.environ``, or the worker's
 #: environment): the most resident memory, in MiB, a segment's streamrun process may
 #: use (plugins included, the engine not); above it the segment is killed and fails.
@@ -100,7 +100,25 @@ class StreamrunPropagator(ExecutablePropagator):
         child_environ.update(self.addtl_child_environ)
         child_environ.update(self.random_val_env_vars())
         child_environ.update(environ or {})
-        return run_in_worker(child_environ, cwd, stdout, stderr)
+        note = functools.partial(_note, stdout, stderr)
+        keeper = self._resident_keeper()
+        keeper.before_segment(child_environ, note)
+        code, usage = run_in_worker(child_environ, cwd, stdout, stderr)
+        keeper.after_segment(code, usage.report, note)
+        return code, usage
+
+    def _resident_keeper(self):
+        """This worker's resident engine (:mod:`streamrun.resident`), stopped
+        when the worker exits."""
+        keeper = getattr(self, "_keeper", None)
+        if keeper is None:
+            import atexit
+
+            from .resident import Keeper
+
+            keeper = self._keeper = Keeper()
+            atexit.register(keeper.close)
+        return keeper
 
 
 def _may_fork() -> bool:
@@ -347,6 +365,8 @@ def _child(environ, cwd, stdout, stderr, write_end, parent):
         report = {"code": code, "cpu": me.ru_utime + me.ru_stime,
                   "modules": library_modules(set(sys.modules) - before),
                   "topologies": parsed_topologies()}
+        with contextlib.suppress(Exception):
+            report.update(sys.modules["streamrun.resident"].report())
         data = json.dumps(report).encode()
         with contextlib.suppress(BrokenPipeError):  # the worker died meanwhile
             while data:
@@ -530,4 +550,4 @@ def _usage(rusage, report=None):
         ru_utime=rusage.ru_utime if rusage else 0.0,
         ru_stime=rusage.ru_stime if rusage else 0.0,
         ru_maxrss=rusage.ru_maxrss if rusage else 0,
-        streamrun_cpu=(report or {}).get("cpu"))
+        streamrun_cpu=(report or {}).get("cpu"), report=report)

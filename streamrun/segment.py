@@ -18,13 +18,14 @@ import contextlib
 import dataclasses
 import os
 import shlex
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
-from . import guard
+from . import guard, resident
 from .engines import ADAPTERS
 from .engines.base import resolve_executable
 from .folders import FolderWatch
@@ -132,7 +133,7 @@ def _one_blas_thread():
 
 
 def _launch(config, adapter, executable, log, check=None, meanwhile=None,
-            started=None):
+            started=None, handoff=None):
     """Start the engine until it listens on a port we reserved; return
     (engine, reservation, port, launches).
 
@@ -140,6 +141,8 @@ def _launch(config, adapter, executable, log, check=None, meanwhile=None,
     given, runs once, right after the first engine process started (while it
     starts up and waits for its client); if it raises, the engine is stopped and
     its port released. ``started(pid)`` is told each engine process started.
+    ``handoff``: the worker's resident engine (:mod:`streamrun.resident`), which
+    runs the first attempt; a relaunch starts the engine itself.
     """
     failed = []
     for attempt in range(1, MAX_LAUNCHES + 1):
@@ -147,12 +150,16 @@ def _launch(config, adapter, executable, log, check=None, meanwhile=None,
                        else reserve_port(avoid=failed))
         engine = None
         try:
-            engine = EngineProcess(engine_command(config, adapter, executable,
-                                                  reservation.port),
-                                   config.engine.workdir, config.log, adapter,
-                                   env=env_for_engine(config.engine, adapter),
-                                   program=executable if config.engine.launcher
-                                   else None)
+            env = env_for_engine(config.engine, adapter)
+            if attempt == 1 and handoff is not None:
+                engine = resident.ResidentSegment(handoff, config.engine.workdir,
+                                                  config.log, adapter, env)
+            else:
+                engine = EngineProcess(engine_command(config, adapter, executable,
+                                                      reservation.port),
+                                       config.engine.workdir, config.log, adapter,
+                                       env=env, program=executable
+                                       if config.engine.launcher else None)
             if started is not None:
                 started(engine.pid)
             if attempt == 1 and meanwhile is not None:
@@ -393,12 +400,14 @@ def run_segment(config, log=lambda msg: None, progress=None,
                     built["calculator"], built["row0"] = _calculator(config, boundaries)
                 blas.enter_context(_one_blas_thread())  # numpy is loaded by now
 
+            handoff = _resident(config, adapter, executable, log)
             launches = 0
             while True:
                 attempt = _Attempt()
                 engine, attempt.reservation, port, n = _launch(
                     config, adapter, executable, log, check,
-                    meanwhile=None if built else build, started=engines.append)
+                    meanwhile=None if built else build, started=engines.append,
+                    handoff=None if launches else handoff)
                 attempt.engine = engine
                 launches += n
                 # what the engine announced must agree with engine.periodic
@@ -468,7 +477,11 @@ def run_segment(config, log=lambda msg: None, progress=None,
                 column_labels=calculator.column_labels(),
                 paused_seconds=engine.paused_seconds, pauses=engine.pauses,
                 launch_seconds=launch_time, skipped=adapter.leading_frames,
-                periodic=calculator.boundaries.describe(), where=running_where())
+                periodic=calculator.boundaries.describe(),
+                where=running_where() + (
+                    f"; resident engine pid {engine.pid}, its segment "
+                    f"{engine.handoff.served + 1}"
+                    if isinstance(engine, resident.ResidentSegment) else ""))
             # the engine log (and WESTPA's log return) ends with the telemetry too
             _append_to_log(config.log, result.summary())
             return result
@@ -491,6 +504,28 @@ def run_segment(config, log=lambda msg: None, progress=None,
                 # the engine's output is complete now: say why it ended there
                 _append_to_log(config.log, f"error: {failure}")
             copy_log(config.log, config.log_return)
+
+
+def _resident(config, adapter, executable, log):
+    """The WESTPA worker's resident engine for this segment, if it may run it
+    (:func:`streamrun.resident.for_segment`); records what the worker may keep
+    resident after this segment (warm path, ``engine.resident``, an engine input
+    that serves segments in a loop)."""
+    if not (config.engine.resident and adapter.can_be_resident(config.engine)):
+        return None
+    command = engine_command(config, adapter, executable, 0)
+    sim_root = os.environ.get("WEST_SIM_ROOT")
+    folder = (Path(sim_root) / "seg_logs" if sim_root and Path(sim_root).is_dir()
+              else config.log.parent)
+    launch = resident.Launch(
+        command=tuple(command),
+        env=resident.launch_env(env_for_engine(config.engine, adapter)),
+        cwd=str(config.base_dir),
+        log=str(folder / f"streamrun-resident-{socket.gethostname()}-"
+                         f"{os.getppid()}.log"),
+        control_var=adapter.resident_control_var,
+        identity=resident.identity(command, config.engine.input))
+    return resident.for_segment(os.environ, launch, log)
 
 
 def _append_to_log(path, message):

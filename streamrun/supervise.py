@@ -71,7 +71,8 @@ class EngineProcess:
         If the engine program cannot be started.
     """
 
-    def __init__(self, command, cwd, log_path, lines, env=None, program=None):
+    def __init__(self, command, cwd, log_path, lines, env=None, program=None,
+                 token=None):
         self.command = list(command)
         #: The engine program: behind a launcher, each process running it is a
         #: rank (PyPI's lmp is a Python script: its path is the 2nd word).
@@ -81,7 +82,7 @@ class EngineProcess:
         self.lost_rank: str | None = None
         #: Secret of this launch, in the engine's environment only (never on a
         #: command line, which every user of the node can read).
-        self.token = secrets.token_hex(16)
+        self.token = token or secrets.token_hex(16)
         env = dict(os.environ if env is None else env)
         env[TOKEN_VAR] = self.token
         #: Root of the processes whose connections are the engine's IMD clients
@@ -107,26 +108,18 @@ class EngineProcess:
         self.log_error: OSError | None = None
         try:
             self._log = open(self.log_path, "ab", buffering=0)
-            self._log.write(f"$ (cd {shlex.quote(str(cwd))} && "
-                            f"{shlex.join(self.command)})  # streamrun "
-                            f"{running_where()}\n".encode())
+            self._log.write(self._header(cwd).encode())
         except OSError as e:
             if getattr(self, "_log", None) is not None:
                 self._log.close()
             raise LogError(self._log_message(e)) from None
         try:
-            self.proc = subprocess.Popen(
-                self.command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                # Own session: a Ctrl-C in the terminal reaches streamrun only, which
-                # then stops the engine tree itself, in order.
-                start_new_session=True)
-        except OSError as e:
+            self.proc = self._start(cwd, env)
+        except BaseException:
             self._log.close()
-            raise EngineError(f"could not start the engine '{self.command[0]}': "
-                              f"{e.strerror}") from None
+            raise
         self.started = time.monotonic()
-        self._watchdog = _start_watchdog(self.proc.pid, self.token)
+        self._watchdog = self._start_watchdog()
         # Remember every process of the tree we ever saw, to stop them even if a
         # parent exits first and its children are re-parented.
         self._seen: dict[int, psutil.Process] = {}
@@ -136,6 +129,28 @@ class EngineProcess:
         self._drain = threading.Thread(target=self._drain_output, daemon=True,
                                        name="streamrun-engine-log")
         self._drain.start()
+
+    def _header(self, cwd) -> str:
+        """The log's first line for this launch: the command and where it runs."""
+        return (f"$ (cd {shlex.quote(str(cwd))} && {shlex.join(self.command)})  "
+                f"# streamrun {running_where()}\n")
+
+    def _start(self, cwd, env):
+        """Start the engine; its stdout and stderr in one pipe (``proc.stdout``)."""
+        try:
+            return subprocess.Popen(
+                self.command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                # Own session: a Ctrl-C in the terminal reaches streamrun only, which
+                # then stops the engine tree itself, in order.
+                start_new_session=True)
+        except OSError as e:
+            raise EngineError(f"could not start the engine '{self.command[0]}': "
+                              f"{e.strerror}") from None
+
+    def _start_watchdog(self):
+        """The watchdog that stops the engine if streamrun dies (see WATCHDOG)."""
+        return _start_watchdog(self.proc.pid, self.token)
 
     @property
     def pid(self) -> int:

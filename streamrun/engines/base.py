@@ -72,9 +72,19 @@ class EngineAdapter:
     #: Streamed frames that make no pcoord row, e.g. GROMACS' step 0 (row 0 is
     #: computed from the start structure instead).
     leading_frames = 0
+    #: Output line of a resident engine (:mod:`streamrun.resident`) once it has
+    #: run a segment; None for engines that run one segment per process.
+    segment_done_line: re.Pattern | None = None
+    #: Environment variable telling a resident engine its control socket.
+    resident_control_var = ""
 
     def check_config(self, engine, source) -> None:
         """Raise :class:`ConfigError` if the engine settings cannot work."""
+
+    def can_be_resident(self, engine) -> bool:
+        """True when the engine input serves segments in a loop, so that a WESTPA
+        worker may keep it running between segments (:mod:`streamrun.resident`)."""
+        return False
 
     def engine_boundaries(self, config) -> Boundaries | None:
         """Which box dimensions the engine treats as periodic in this segment, read

@@ -30,8 +30,12 @@ Row 0 comes from ``start:``, which may be the OpenMM state XML the script loads
 restart is whatever the script saves (``restart: [seg.xml]``).
 
 Checks before launch: the script exists, is Python, and calls the reporter and
-``nsteps()`` (a script without them would run without streaming, or stream the
-wrong number of frames).
+``nsteps()`` or ``segments()`` (a script without them would run without
+streaming, or stream the wrong number of frames).
+
+A script that loops over ``streamrun.openmm.segments()`` can be resident: on the
+warm path the WESTPA worker keeps it running between segments
+(:mod:`streamrun.resident`; its control socket is ``STREAMRUN_OPENMM_RESIDENT``).
 """
 
 from __future__ import annotations
@@ -81,6 +85,8 @@ class OpenMMAdapter(EngineAdapter):
     resume_line = re.compile(_P + r" resumed by the IMD client")
     engine_picks_port = True
     leading_frames = 0
+    segment_done_line = re.compile(_P + r" segment \d+ done$")
+    resident_control_var = reporter_module.RESIDENT_VAR
 
     def check_config(self, engine, source) -> None:
         if engine.input is None:
@@ -102,9 +108,11 @@ class OpenMMAdapter(EngineAdapter):
         if not _calls(tree, "reporter"):
             missing.append("'simulation.reporters.append(streamrun.openmm.reporter())'"
                            " (streams the frames)")
-        if not _calls(tree, "nsteps"):
+        if not _calls(tree, "nsteps") and not _calls(tree, "segments"):
             missing.append("'simulation.step(streamrun.openmm.nsteps())' (runs "
-                           "engine.nsteps steps)")
+                           "engine.nsteps steps), or a loop 'for segment in "
+                           "streamrun.openmm.segments(): ... simulation.step("
+                           "segment.nsteps)'")
         if missing:
             raise ConfigError(
                 f"{engine.input} does not stream to streamrun; add "
@@ -115,6 +123,17 @@ class OpenMMAdapter(EngineAdapter):
                 raise ConfigError("must be a Python identifier (letters, digits, _)",
                                   source=source, key=f"engine.variables.{name}")
         resolve_executable(self, engine, source)
+
+    def can_be_resident(self, engine) -> bool:
+        """The script loops over ``streamrun.openmm.segments()`` (read with
+        :mod:`ast`), and runs without a launcher."""
+        if engine.launcher or engine.input is None:
+            return False
+        try:
+            tree = ast.parse(Path(engine.input).read_text(errors="replace"))
+        except (OSError, SyntaxError, ValueError):
+            return False
+        return _calls(tree, "segments")
 
     def engine_boundaries(self, config) -> None:
         """Only the script's System knows (``usesPeriodicBoundaryConditions``): the
