@@ -113,11 +113,15 @@ class StreamrunPropagator(ExecutablePropagator):
         keeper = getattr(self, "_keeper", None)
         if keeper is None:
             import atexit
+            from multiprocessing import util
 
             from .resident import Keeper
 
             keeper = self._keeper = Keeper()
             atexit.register(keeper.close)
+            # a multiprocessing worker (the processes work manager) ends with
+            # os._exit, after its finalizers but without atexit
+            util.Finalize(keeper, keeper.close, exitpriority=10)
         return keeper
 
 
