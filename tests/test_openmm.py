@@ -107,10 +107,11 @@ def test_a_script_that_fails_before_streaming_fails_the_segment_with_its_error(
 def test_a_script_that_fails_mid_run_fails_the_segment_with_its_error(
         openmm, nacl_openmm, tmp_path, no_engine_left):
     script = nacl_openmm / "nacl_prod.py"
-    script.write_text(script.read_text().replace(
-        "simulation.step(streamrun.openmm.nsteps())",
-        "simulation.step(50)\nraise RuntimeError('the integrator blew up')\n"
-        "simulation.step(streamrun.openmm.nsteps())"))
+    text = script.read_text()
+    assert "    simulation.step(segment.nsteps)\n" in text
+    script.write_text(text.replace(
+        "    simulation.step(segment.nsteps)\n",
+        "    simulation.step(50)\n    raise RuntimeError('the integrator blew up')\n"))
     proc = run_cli(nacl_openmm / "streamrun.yaml", tmp_path / "seg")
     line = one_error_line(proc)
     assert proc.returncode == 1
