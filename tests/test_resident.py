@@ -27,7 +27,8 @@ import pytest
 from conftest import processes_with_token
 from streamrun.openmm import RESIDENT_VAR
 from test_openmm import na_cl_on_dcd, westpa_bin  # noqa: F401 (westpa_bin: fixture)
-from test_westpa import ZMQ_TIMING, add_engine_variable, edit, finish, start
+from test_westpa import (ZMQ_TIMING, add_engine_variable, ctrl_c_w_run, edit,
+                         finish, start)
 
 pytestmark = [pytest.mark.engine("openmm"), pytest.mark.engine("westpa")]
 
@@ -158,6 +159,26 @@ def test_each_worker_keeps_its_openmm_engine_and_every_pcoord_matches_its_dcd(
     nothing_left(no_engine_left)
 
 
+def streaming(token):
+    """A resident engine of this test that has its IMD client now, or None."""
+    for p in resident_engines(token):
+        try:
+            if any(c.status == psutil.CONN_ESTABLISHED for c in p.net_connections("tcp")):
+                return p
+        except psutil.Error:
+            pass
+    return None
+
+
+def test_ctrl_c_on_w_run_stops_the_resident_engines(
+        openmm, westpa_bin, nacl_openmm, no_engine_left):
+    """Ctrl-C in the terminal while resident engines stream: w_run shuts down and
+    no engine (nor its watchdog) outlives it."""
+    sim, env = example(nacl_openmm, westpa_bin, iterations=3, nsteps=1000)
+    ctrl_c_w_run(sim, env, lambda: streaming(no_engine_left) is not None)
+    nothing_left(no_engine_left)
+
+
 def test_a_resident_engine_killed_mid_segment_fails_that_segment_alone(
         openmm, westpa_bin, nacl_openmm, no_engine_left):
     """kill -9 of the resident engine while it streams a segment: WESTPA reports
@@ -171,17 +192,9 @@ def test_a_resident_engine_killed_mid_segment_fails_that_segment_alone(
                  env, "run.log")
     try:
         deadline = time.monotonic() + 120
-        victim = None
-        while victim is None:
+        while (victim := streaming(no_engine_left)) is None:
             assert proc.poll() is None, (sim / "run.log").read_text()
             assert time.monotonic() < deadline, "no resident engine streaming in 120 s"
-            for p in resident_engines(no_engine_left):
-                try:
-                    if any(c.status == psutil.CONN_ESTABLISHED
-                           for c in p.net_connections("tcp")):
-                        victim = p
-                except psutil.Error:
-                    pass
             time.sleep(0.05)
         folder = victim.cwd()
         victim.send_signal(signal.SIGKILL)
