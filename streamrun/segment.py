@@ -810,6 +810,11 @@ def plan(config, executable=None) -> list[str]:
                  0 if adapter.engine_picks_port else "<port>"))
              .replace("'<port>'", "<port>"),
              f"workdir:     {config.engine.workdir}"]
+    if adapter.can_be_resident(config.engine):
+        lines.append("resident:    " + (
+            "yes on the warm path (the script loops over segments(): each WESTPA "
+            "worker keeps it running between its segments)" if config.engine.resident
+            else "no (engine.resident: false; the script starts for every segment)"))
     own = adapter.engine_env(config.engine)
     for name, value in env_for_engine(config.engine, adapter).items():
         if name in config.engine.env or name in own or name == "OMP_NUM_THREADS":
