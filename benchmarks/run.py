@@ -8,7 +8,9 @@
     python benchmarks/run.py westpa       # 5. WESTPA segments/minute, 2 workers
     python benchmarks/run.py warm         # 6. warm-path segment in a worker vs the
                                           #    engine alone
-    python benchmarks/run.py all          # all six, one after the other
+    python benchmarks/run.py openmm_westpa  # 7. OpenMM under WESTPA: streamrun vs an
+                                            #    in-process peer and a tutorial runseg.sh
+    python benchmarks/run.py all          # all seven, one after the other
     python benchmarks/run.py backpressure # extra: 100k-atom stream, pcoord slower
                                           # than the engine (imdclient pauses)
     python benchmarks/run.py pcoords      # per-frame cost of each built-in coordinate
@@ -41,6 +43,7 @@ BENCHMARKS = {
     "fixed": "bench_fixed",
     "westpa": "bench_westpa",
     "warm": "bench_warm",
+    "openmm_westpa": "bench_openmm_westpa",
     "backpressure": "bench_backpressure",   # extras: not among the five targets
     "pcoords": "bench_pcoords",             # per-coordinate cost; issue 9's target
 }
@@ -72,6 +75,8 @@ def main(argv=None):
                    help="backpressure: pcoord time per frame [15]")
     p.add_argument("--segments", type=int,
                    help="westpa: iterations to run (segments per iteration ~ bins)")
+    p.add_argument("--iterations", type=int,
+                   help="openmm_westpa: WESTPA iterations per w_run [6; --quick 2]")
     args = p.parse_args(argv)
 
     extras = ("backpressure", "pcoords")
