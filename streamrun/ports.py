@@ -207,13 +207,14 @@ def engine_tree(pid: int) -> list[psutil.Process]:
         return []
 
 
-def _tree_connections(pid: int, port: int):
+def _tree_connections(pid: int, port: int, kind: str = "tcp"):
     """(process, connection) for every TCP connection on local ``port`` held by a
     process of ``pid``'s tree; only the engine's own processes are inspected, which
-    works without root."""
+    works without root. ``kind``: ``tcp``, or ``tcp4``/``tcp6`` alone (each is a
+    read of the node's whole /proc/net table, milliseconds on a busy node)."""
     for proc in engine_tree(pid):
         try:
-            conns = proc.net_connections(kind="tcp")
+            conns = proc.net_connections(kind=kind)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
         for conn in conns:
@@ -221,23 +222,26 @@ def _tree_connections(pid: int, port: int):
                 yield proc, conn
 
 
-def listener_in_tree(pid: int, port: int) -> int | None:
-    """PID of the process in ``pid``'s tree listening on TCP ``port``, or None."""
+def listener_in_tree(pid: int, port: int) -> tuple[int, str] | None:
+    """(PID, ``tcp4`` or ``tcp6``) of the process in ``pid``'s tree listening on TCP
+    ``port``, or None. The second is where the connections it accepts are listed
+    (an IPv6 listener's IPv4 clients appear as IPv4-mapped IPv6 addresses)."""
     for proc, conn in _tree_connections(pid, port):
         if conn.status == psutil.CONN_LISTEN:
-            return proc.pid
+            return proc.pid, "tcp6" if conn.family == socket.AF_INET6 else "tcp4"
     return None
 
 
-def engine_peers(pid: int, port: int) -> list[tuple[str, int]]:
-    """Remote addresses of the IMD clients ``pid``'s tree has accepted on ``port``.
+def engine_peers(pid: int, port: int, kind: str = "tcp") -> list[tuple[str, int]]:
+    """Remote addresses of the IMD clients ``pid``'s tree has accepted on ``port``
+    (``kind``: as :func:`listener_in_tree` tells, else both families).
 
     Every connection the engine holds on ``port`` counts, also one the client
     has already closed (``CLOSE_WAIT``); a connection still waiting in the listen
     backlog is not the engine's yet and is not seen.
     """
     return [(conn.raddr.ip, conn.raddr.port)
-            for _, conn in _tree_connections(pid, port)
+            for _, conn in _tree_connections(pid, port, kind)
             if conn.status != psutil.CONN_LISTEN and conn.raddr]
 
 

@@ -212,8 +212,10 @@ def _connect_only_client(engine, port, n_atoms, buffer_bytes, timeout, rate=None
 
     Returns
     -------
-    (client, own) : (IMDClient, tuple of (str, int))
-        The client and the local address of its socket.
+    (client, own, go) : (IMDClient, tuple of (str, int), float)
+        The client, the local address of its socket, and the time (monotonic)
+        the connection began: the engine makes no MD step before it (it waits for
+        the client's IMD_GO), so the stream's time counts from there.
 
     Raises
     ------
@@ -223,6 +225,7 @@ def _connect_only_client(engine, port, n_atoms, buffer_bytes, timeout, rate=None
         holds it: no MD step was made, so it can be started again.
     """
     _refuse_foreign_client(engine, port)
+    go = time.monotonic()
     try:
         client = connect(port, n_atoms, buffer_bytes, timeout, rate=rate)
     except StreamError as e:
@@ -251,7 +254,7 @@ def _connect_only_client(engine, port, n_atoms, buffer_bytes, timeout, rate=None
         with contextlib.suppress(Exception):
             client.stop()
         raise
-    return client, own
+    return client, own, go
 
 
 def _own_connections(port) -> set:
@@ -266,7 +269,8 @@ def _own_connections(port) -> set:
 def _refuse_foreign_client(engine, port, own=frozenset()):
     """Raise :class:`ForeignClientError` if the engine has, or had, an IMD client
     other than ``own`` (streamrun's socket addresses; none before connecting)."""
-    for peer in engine_peers(engine.listener_root or engine.pid, port):
+    for peer in engine_peers(engine.listener_root or engine.pid, port,
+                             engine.listener_kind):
         if peer not in own:
             when = "first" if not own else "besides streamrun"
             raise ForeignClientError(
@@ -306,8 +310,8 @@ def _confirm_listener(engine, port, mode="tree", wait=5.0):
             if pid is not None:
                 engine.listener_root = pid
                 return
-        elif listener_in_tree(engine.pid, port) is not None:
-            engine.listener_root = engine.pid
+        elif (found := listener_in_tree(engine.pid, port)) is not None:
+            engine.listener_root, engine.listener_kind = engine.pid, found[1]
             return
         if engine.poll() is not None:
             break
@@ -426,13 +430,12 @@ def run_segment(config, log=lambda msg: None, progress=None,
                                           _frame_ps(config, adapter))
                 try:
                     with guard.interruptible():
-                        client, own = _connect_only_client(
+                        client, own, t_stream = _connect_only_client(
                             engine, port, calculator.n_atoms,
                             _buffer_bytes(config, calculator.n_atoms, expected),
                             _imd_timeout(config), rate=config.engine.frame_interval
                             if adapter.client_sets_rate else None)
                     attempt.client = client
-                    t_stream = time.monotonic()
                     reader = attempt.reader = FrameReader(
                         client, calculator, expected, config.engine.frame_interval,
                         on_frame=sink.frame if sink else None,

@@ -88,6 +88,9 @@ class EngineProcess:
         #: Root of the processes whose connections are the engine's IMD clients
         #: (set once its listener is confirmed; see segment._confirm_listener).
         self.listener_root: int | None = None
+        #: Where its accepted connections are listed: ``tcp4``, ``tcp6``, or
+        #: ``tcp`` (both) until the listener is known.
+        self.listener_kind = "tcp"
         self.lines = lines
         self.handshake_dropped = False
         #: Named groups of the readiness line (port, what the engine announces).

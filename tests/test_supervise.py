@@ -34,7 +34,7 @@ def test_stop_kills_the_launcher_and_the_engine_it_started(tmp_path, no_engine_l
         state = engine.wait_ready(30)
         assert state.ready and state.port == reservation.port
         listener = listener_in_tree(engine.pid, reservation.port)
-        assert listener is not None and listener != engine.pid  # the child listens
+        assert listener is not None and listener[0] != engine.pid  # the child listens
         # the launcher, the engine behind it, and streamrun's watchdog
         assert len(processes_with_token(no_engine_left)) == 3
         engine.stop(grace=2)
