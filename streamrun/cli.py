@@ -111,9 +111,9 @@ def _run(config_path, overrides, output=None, quiet=False, workdir=None,
         bar.update(done - bar.pos)
 
     try:
-        # a warm run (in a WESTPA worker) paid no start-up of its own
+        # since this process began: a warm run's since its fork from the worker
         result = run_segment(config, log=_say, progress=progress,
-                             started=0.0 if warm else process_age(), signals=signals)
+                             started=process_age(), signals=signals)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
