@@ -226,9 +226,10 @@ def listener_in_tree(pid: int, port: int) -> tuple[int, str] | None:
     """(PID, ``tcp4`` or ``tcp6``) of the process in ``pid``'s tree listening on TCP
     ``port``, or None. The second is where the connections it accepts are listed
     (an IPv6 listener's IPv4 clients appear as IPv4-mapped IPv6 addresses)."""
-    for proc, conn in _tree_connections(pid, port):
-        if conn.status == psutil.CONN_LISTEN:
-            return proc.pid, "tcp6" if conn.family == socket.AF_INET6 else "tcp4"
+    for kind in ("tcp4", "tcp6"):  # engines listen on IPv4: one table read
+        for proc, conn in _tree_connections(pid, port, kind):
+            if conn.status == psutil.CONN_LISTEN:
+                return proc.pid, kind
     return None
 
 

@@ -319,3 +319,32 @@ def test_the_westpa_example_runs_openmm_segments_with_streamrun_as_propagator(
     assert np.all(np.isfinite(pc1)) and np.all(np.isfinite(pc2))
     np.testing.assert_allclose(pc1[:, 0, 0], bstate[0], atol=1e-3)
     np.testing.assert_allclose(pc2[:, 0, 0], pc1[parents, -1, 0], atol=1e-3)
+
+
+def test_a_state_xml_reads_as_openmm_reads_it_also_when_another_tool_rewrote_it(
+        openmm, nacl_openmm, tmp_path):
+    """Row 0 of an OpenMM segment comes from its state XML: OpenMM's own file is
+    read by the fast path, a file whose attributes another tool reordered by the XML
+    parser; both give what OpenMM's XmlSerializer gives (Å), box, time and step."""
+    import xml.etree.ElementTree as ET
+
+    from openmm import XmlSerializer
+
+    from streamrun.engines.openmm_state import _read_serialized, read_state
+
+    source = nacl_openmm / "start.xml"
+    state = XmlSerializer.deserialize(source.read_text())
+    expected = np.asarray(state.getPositions(asNumpy=True)._value) * 10.0
+    box = np.asarray(state.getPeriodicBoxVectors(asNumpy=True)._value) * 10.0
+    tree = ET.parse(source)
+    for p in tree.getroot().iter("Position"):
+        p.attrib = dict(reversed(list(p.attrib.items())))  # z, y, x
+    rewritten = tmp_path / "rewritten.xml"
+    tree.write(rewritten)
+    assert _read_serialized(source.read_bytes()) is not None
+    assert _read_serialized(rewritten.read_bytes()) is None
+    for path in (source, rewritten):
+        got = read_state(path)
+        np.testing.assert_array_equal(got.positions, expected)
+        np.testing.assert_array_equal(got.box, box)
+        assert got.time == state.getTime()._value and got.step == state.getStepCount()

@@ -26,7 +26,7 @@ import pytest
 
 from conftest import processes_with_token
 from streamrun.openmm import RESIDENT_VAR
-from test_openmm import na_cl_on_dcd, westpa_bin  # noqa: F401 (westpa_bin: fixture)
+from test_openmm import na_cl_on_dcd, westpa_bin  # noqa: F401,F811 (westpa_bin: fixture)
 from test_westpa import (ZMQ_TIMING, add_engine_variable, ctrl_c_w_run, edit,
                          finish, start)
 
