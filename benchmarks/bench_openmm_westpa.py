@@ -74,13 +74,18 @@ def without_streamrun_section(text: str) -> str:
     return re.sub(r"^streamrun:.*?(?=^\S|\Z)", "", text, count=1, flags=re.M | re.S)
 
 
-def make_sims(work: Path, iterations: int, names):
+def make_sims(work: Path, iterations: int, names, nsteps=None):
     """Copy the example; one WESTPA simulation folder per variant beside its westpa/,
-    so that ``$WEST_SIM_ROOT/..`` is the example (its script, build.py, topology)."""
+    so that ``$WEST_SIM_ROOT/..`` is the example (its script, build.py, topology).
+    ``nsteps``: steps per segment instead of the example's (pcoord_len follows)."""
     root = work / "nacl_openmm"
     shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(
         "traj_segs", "seg_logs", "istates", "west.h5", "*.log", "__pycache__"))
     text = (root / "westpa" / "west.cfg").read_text()
+    if nsteps:
+        every = shipped_number(text, "frame_interval")
+        text = edit(text, r"^(\s*nsteps:)\s*\d+", rf"\g<1> {nsteps}")
+        text = edit(text, r"^(\s*pcoord_len:)\s*\d+", rf"\g<1> {nsteps // every + 1}")
     shape = {"nsteps": shipped_number(text, "nsteps"),
              "every": shipped_number(text, "frame_interval"),
              "pcoord_len": shipped_number(text, "pcoord_len")}
@@ -145,7 +150,7 @@ def run(args, work, say):
     iterations = args.iterations or (2 if args.quick else 6)
     repeats = args.repeats or (1 if args.quick else 3)
     names = list(NAMES)
-    sims, shape, resident = make_sims(work, iterations, names)
+    sims, shape, resident = make_sims(work, iterations, names, args.nsteps)
     bindir = str(Path(sys.executable).parent)
     what = ("loops over segments(): warm = the resident engine" if resident else
             "runs one segment (no segments() loop): warm = the warm path without it")
