@@ -386,6 +386,7 @@ class Keeper:
     def __init__(self):
         self.engine: ResidentEngine | None = None
         self._bad_starts: dict[str, int] = {}
+        self._churn = 0
 
     def before_segment(self, environ, note) -> None:
         """Put the resident engine, if any, in the segment's environment (one that
@@ -428,8 +429,20 @@ class Keeper:
         if self.engine is not None and self.engine.launch.identity == launch.identity:
             return
         if self.engine is not None:
+            if self.engine.served == 0:
+                # replaced before it served: the command changes from segment to
+                # segment (engine.args with a placeholder such as {seed})
+                self._churn += 1
             self.engine.stop()
             self.engine = None
+        if self._churn >= MAX_BAD_STARTS:
+            if self._churn == MAX_BAD_STARTS:
+                self._churn += 1  # said once
+                note("note: the engine command differs from segment to segment (a "
+                     "placeholder in engine.args?), so no engine can serve the next "
+                     "one; this worker's segments start the engine one-shot from now "
+                     "on (put per-segment values in engine.variables)")
+            return
         self._start(launch, note, "for the next segments")
 
     def _ended(self, engine):

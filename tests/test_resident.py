@@ -226,3 +226,36 @@ def test_a_resident_engine_killed_mid_segment_fails_that_segment_alone(
     out = (sim / "run.log").read_text()
     assert rc == 0 and "WEST run complete." in out, out
     check_against_dcds(nacl_openmm, sim, 2)
+
+
+def test_an_exception_in_a_resident_segment_fails_it_with_the_scripts_error(
+        openmm, westpa_bin, nacl_openmm, no_engine_left):
+    """The loop's body raises in the resident engine's first segment: that segment
+    fails with the script's exception as its one-line reason (its traceback is in
+    the segment's engine log), the other completes, the worker starts a fresh
+    engine, and nothing is left."""
+    from westpa.core.segment import Segment
+
+    script = nacl_openmm / "nacl_prod.py"
+    text = script.read_text()
+    body = "    simulation.step(segment.nsteps)\n"
+    assert body in text
+    script.write_text(text.replace(body, "    if segment.resident and segment.number "
+                                         "== 1:\n        raise RuntimeError('the "
+                                         "integrator blew up')\n" + body))
+    sim, env = example(nacl_openmm, westpa_bin, iterations=1)
+    proc = start(["w_run", "--work-manager", "processes", "--n-workers", "1"], sim,
+                 env, "run.log")
+    rc = finish(proc, 240, "w_run")
+    out = (sim / "run.log").read_text()
+    assert rc == 0 and "propagation failed for 1 segment(s)" in out, out
+    with h5py.File(sim / "west.h5", "r") as f:
+        status = list(f["iterations/iter_00000001/seg_index"]["status"])
+    assert status == [Segment.SEG_STATUS_COMPLETE, Segment.SEG_STATUS_FAILED], status
+    log = (sim / "seg_logs" / "000001-000001.log").read_text()
+    assert re.search(r"streamrun: error: .*RuntimeError: the integrator blew up", log), log
+    assert "started the resident engine" in log, log
+    engine_log = (sim / "traj_segs" / "000001" / "000001" /
+                  "streamrun-engine.log").read_text()
+    assert "Traceback (most recent call last)" in engine_log, engine_log
+    nothing_left(no_engine_left)
