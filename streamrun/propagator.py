@@ -35,6 +35,11 @@ watchdog (:mod:`streamrun.supervise`) and by the worker, which stops every proce
 that carries the segment's marker (:data:`SEGMENT_VAR`, in the environment each
 engine inherits). ``STREAMRUN_SEGMENT_MEMORY_MB`` caps the child's memory.
 
+An engine that serves segments in a loop (an OpenMM script over
+``streamrun.openmm.segments()``) is kept running by the worker between its
+segments (:mod:`streamrun.resident`): after a segment that asked for it the worker
+starts it, and hands it to each next forked segment, which then starts no engine.
+
 The child never returns into WESTPA's code: it ends with :func:`os._exit` (no atexit
 handlers, no finalizers of the worker's zmq sockets or queues), after sending the
 worker the names of the modules it imported that the worker lacks and the
