@@ -246,7 +246,7 @@ def test_a_plugin_that_exceeds_the_memory_limit_fails_its_segment_only(
         "    # segment 0 leaks 50 MiB a frame, up to 3 GiB (a safety stop)\n"
         "    if os.environ.get('WEST_CURRENT_SEG_ID') == '0' and len(held) < 60:\n"
         "        held.append(b'x' * (50 << 20))\n"
-        "        time.sleep(0.05)\n"
+        "        time.sleep(0.2)  # 250 MiB/s: the 0.25 s check may be late\n"
         "    return calc_bonds(na.positions[0], cl.positions[0], box=u.dimensions)\n")
     cfg = sim / "west.cfg"
     edit(cfg, r"^( *)environ: \{\}", rf"\1environ: {{{MEMORY_VAR}: 1200}}")
