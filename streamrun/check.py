@@ -15,7 +15,9 @@ up to the engine launch, with stand-in values for the ``WEST_*`` variables:
   from the structure), finite in pcoord_dtype and inside the bins.
 
 No engine, prepare command or MD runs; nothing is written outside a temporary
-folder that is removed at the end.
+folder that is removed at the end, but for the topology cache
+(:mod:`streamrun.topocache`), which check reads and fills as a segment does, and
+says which it did.
 """
 
 from __future__ import annotations
@@ -579,6 +581,7 @@ def _row0(config, report, what):
         calculator, row = _calculator(config, boundaries)
         if calculator.bonds_note():
             report.say(f"  bonds:     {calculator.bonds_note()}")
+        report.say(f"  topology cache: {calculator.topology_cache}")
         if boundaries is not None:
             return None
     except ConfigError as e:

@@ -38,6 +38,17 @@ def _engine_or_skip(name):
     return program
 
 
+@pytest.fixture(autouse=True, scope="session")
+def topology_cache(tmp_path_factory):
+    """streamrun's topology cache in a folder of this test session, for every test
+    and every streamrun a test starts: tests never write to the user's cache."""
+    patch = pytest.MonkeyPatch()
+    folder = tmp_path_factory.mktemp("topology-cache")
+    patch.setenv("STREAMRUN_CACHE_DIR", str(folder))
+    yield folder
+    patch.undo()
+
+
 @pytest.fixture
 def lmp():
     """Path of the LAMMPS program; skips (or fails in CI) when absent."""

@@ -350,14 +350,15 @@ def test_a_warm_worker_parses_its_topology_once_until_the_file_changes(sim, tmp_
 
     path = sim(start="top.pdb")
     first = calculator_for(load(path, environ={}))
-    parsed = calculator.parsed_topology(first.config.topology)
+    held = list(calculator._TOPOLOGIES.values())  # what this process keeps
     second = calculator_for(load(path, environ={}))
-    assert calculator.parsed_topology(second.config.topology) is parsed
+    assert list(calculator._TOPOLOGIES.values()) == held and len(held) == 1
     assert first.universe._topology is not second.universe._topology
     assert (first.start_row() == second.start_row()).all()
     topology = tmp_path / "top.pdb"
     topology.write_text(topology.read_text().replace("NA ", "NA1", 1))
-    assert calculator.parsed_topology(topology) is not parsed
+    calculator.parsed_topology(topology)
+    assert list(calculator._TOPOLOGIES.values()) != held
 
 
 def test_keys_given_twice_are_found_in_every_mapping_with_both_lines():

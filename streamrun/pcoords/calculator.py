@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, PcoordError
@@ -22,15 +23,42 @@ from .base import REGISTRY, Frame
 from .pbc import GuessedBonds, WholeTracker, bonded_fragments
 
 
-#: Topologies parsed in this process, by file identity (see :func:`parsed_topology`).
+#: Topologies this process holds, by file identity (see :func:`load_topology`).
 _TOPOLOGIES: dict = {}
 
 
+@dataclass
+class _Held:
+    """A topology this process holds: pickled (each Universe unpickles its own:
+    0.22 s for a 1M-atom topology with bonds, a third of ``Topology.copy()``), or
+    as a Topology when MDAnalysis cannot pickle it."""
+
+    blob: object
+    topology: object
+    outcome: object  # topocache.Outcome
+
+    def fresh(self):
+        if self.blob is not None:
+            import pickle
+
+            return pickle.loads(self.blob)
+        return self.topology.copy()
+
+
 def parsed_topology(path, fmt=None, options=None):
-    """The parsed topology of ``path``, parsed once per process while the file,
-    its format and options are unchanged (a WESTPA worker on the warm path runs
-    many segments with one topology: only their start coordinates differ). Each
-    Universe gets its own copy.
+    """The parsed topology of ``path``, a Topology of the caller's own (see
+    :func:`load_topology`)."""
+    return load_topology(path, fmt, options)[0]
+
+
+def load_topology(path, fmt=None, options=None):
+    """The parsed topology of ``path`` and what the on-disk cache did with it.
+
+    The topology is parsed once per simulation: a segment takes it from the
+    on-disk cache (:mod:`streamrun.topocache`) once a segment parsed that file,
+    and a process keeps it while the file, its format and options are unchanged
+    (a WESTPA worker on the warm path runs many segments with one topology: only
+    their start coordinates differ). Each call returns a Topology of its own.
 
     Parameters
     ----------
@@ -39,20 +67,35 @@ def parsed_topology(path, fmt=None, options=None):
         ``topology_format``.
     options : dict, optional
         ``topology_options`` (keyword arguments of the parser).
+
+    Returns
+    -------
+    topology : MDAnalysis.core.topology.Topology
+    outcome : streamrun.topocache.Outcome
     """
     from MDAnalysis.core._get_readers import get_parser_for
+
+    from .. import topocache
 
     options = dict(options or {})
     fmt = fmt or lammps_data_format(path, "topology")
     st = path.stat()
     key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, fmt, repr(sorted(
         options.items())))
-    if key not in _TOPOLOGIES:
-        with get_parser_for(str(path), format=fmt)(str(path)) as parser:
-            topology = parser.parse(**options)
-        _TOPOLOGIES.clear()  # one topology per simulation: keep the latest
-        _TOPOLOGIES[key] = topology
-    return _TOPOLOGIES[key]
+    held = _TOPOLOGIES.get(key)
+    if held is not None:
+        return held.fresh(), held.outcome
+    parser = get_parser_for(str(path), format=fmt)
+
+    def parse():
+        with parser(str(path)) as p:
+            return p.parse(**options)
+
+    topology, blob, outcome = topocache.fetch(
+        path, f"{parser.__module__}.{parser.__qualname__}", options, parse)
+    _TOPOLOGIES.clear()  # one topology per simulation: keep the latest
+    _TOPOLOGIES[key] = _Held(blob, topology.copy() if blob is None else None, outcome)
+    return topology, outcome
 
 
 class PrepareContext:
@@ -144,6 +187,18 @@ def one_line(error, limit=400) -> str:
     return f"{type(error).__name__}: {text}"
 
 
+def _has_reader(path, fmt) -> bool:
+    """True when MDAnalysis reads coordinates from ``path`` (in format ``fmt``, by
+    default its suffix's), as ``mda.Universe(path)`` decides it."""
+    from MDAnalysis.core._get_readers import get_reader_for
+
+    try:
+        get_reader_for(str(path), format=fmt)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
 def lammps_data_format(path, kind) -> str | None:
     """``DATA`` for a LAMMPS data file named the LAMMPS way, ``data.NAME`` (as in
     LAMMPS' examples), whose suffix is no format MDAnalysis knows for ``kind``
@@ -230,6 +285,8 @@ class PcoordCalculator:
         self.boundaries = boundaries
         self._fragments = False  # not looked for yet
         self._guessed = None     # GuessedBonds for a topology without bonds
+        #: what the on-disk topology cache did (:class:`streamrun.topocache.Outcome`)
+        self.topology_cache = None
         self.universe = self._load(config.start, config.start_format,
                                    "get_pcoord.structure" if config.mode == "pcoord"
                                    else "start")
@@ -316,14 +373,12 @@ class PcoordCalculator:
     def _load(self, structure, fmt, key):
         import MDAnalysis as mda
 
-        from .. import amber
+        from .. import amber, lammpsdata
 
         config = self.config
         kwargs = dict(config.topology_options)
         topology_format = config.topology_format or lammps_data_format(
             config.topology, "topology")
-        if topology_format:
-            kwargs["topology_format"] = topology_format
         if structure is not None and not structure.is_file():
             raise ConfigError(f"structure '{structure}' does not exist; check the path "
                               f"(and the files: set-up that should make it)",
@@ -333,36 +388,47 @@ class PcoordCalculator:
             structure, fmt = self._by_suffix(structure, key)
         elif fmt and fmt.upper() == amber.FORMAT:
             amber.register()  # streamrun's reader of Amber NetCDF restarts
-        coords = [] if structure is None else [str(structure)]
-        if fmt:
-            kwargs["format"] = fmt
+        if structure is None:  # the topology file's own coordinates, as
+            fmt = fmt or topology_format  # mda.Universe(topology) reads them
+            coords = [str(config.topology)] if _has_reader(config.topology, fmt) \
+                else []
+        else:
+            coords = [str(structure)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # MDAnalysis guesses; fine for pcoords
             try:
-                if not coords:  # the topology file's own coordinates
-                    u = mda.Universe(str(config.topology), **kwargs)
-                else:
-                    topology = parsed_topology(config.topology, topology_format,
-                                               config.topology_options)
+                topology, outcome = load_topology(config.topology, topology_format,
+                                                  config.topology_options)
             except Exception as e:
-                told = f" as {topology_format}" if topology_format else ""
-                raise ConfigError(f"MDAnalysis could not read the topology "
-                                  f"'{config.topology}'{told}: {one_line(e)}. "
-                                  f"{_topology_advice(e, config)}",
-                                  source=config.source, key="topology") from None
-            if coords:
-                kwargs.pop("topology_format", None)
-                try:
-                    u = mda.Universe(topology.copy(), *coords, **kwargs)
-                except Exception as e:
-                    how = "" if not fmt else f" as {fmt}" if told else \
-                        f" as {fmt} (told by its suffix and content)"
-                    raise ConfigError(
-                        f"MDAnalysis could not read the structure '{structure}'{how} "
-                        f"with the topology '{config.topology}': "
-                        f"{one_line(e).rstrip('.')}. " + self._read_advice(e, key),
-                        source=config.source, key=key) from None
+                raise self._topology_error(e, topology_format) from None
+            try:
+                if coords:
+                    # a LAMMPS data file: its positions parsed in C (lammpsdata)
+                    read_as = lammpsdata.format_for(coords[0], fmt)
+                    if read_as:
+                        kwargs["format"] = read_as
+                u = mda.Universe(topology, *coords, **kwargs)
+            except Exception as e:
+                if structure is None:  # the topology file's own coordinates
+                    raise self._topology_error(e, topology_format) from None
+                how = "" if not fmt else f" as {fmt}" if told else \
+                    f" as {fmt} (told by its suffix and content)"
+                raise ConfigError(
+                    f"MDAnalysis could not read the structure '{structure}'{how} "
+                    f"with the topology '{config.topology}': "
+                    f"{one_line(e).rstrip('.')}. " + self._read_advice(e, key),
+                    source=config.source, key=key) from None
+        if self.topology_cache is None:
+            self.topology_cache = outcome
         return self._one_frame(u, structure, fmt, key)
+
+    def _topology_error(self, error, topology_format) -> ConfigError:
+        config = self.config
+        told = f" as {topology_format}" if topology_format else ""
+        return ConfigError(f"MDAnalysis could not read the topology "
+                           f"'{config.topology}'{told}: {one_line(error)}. "
+                           f"{_topology_advice(error, config)}",
+                           source=config.source, key="topology")
 
     def _by_suffix(self, structure, key):
         """The file to read for ``structure`` and its MDAnalysis format (None: let
