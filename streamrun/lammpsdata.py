@@ -109,7 +109,7 @@ def read_positions(path, n_atoms, atom_style=None):
     Unusual
         For a file that MDAnalysis' reader should read (or reject) instead.
     """
-    from MDAnalysis.topology.LAMMPSParser import DATAParser, SECTIONS
+    from MDAnalysis.topology.LAMMPSParser import SECTIONS, DATAParser
 
     from .lazy import numpy as np
 

@@ -57,7 +57,8 @@ def check(folder, *args, env=None):
     """Run ``streamrun check`` in ``folder`` as a user would; watch its process tree
     with psutil the whole time: no engine may appear in it."""
     environ = {k: v for k, v in os.environ.items()
-               if not k.startswith(("WEST_", "STREAMRUN_"))}
+               if not k.startswith(("WEST_", "STREAMRUN_"))
+               or k == "STREAMRUN_CACHE_DIR"}  # the session's (conftest)
     environ["PYTHONPATH"] = str(ROOT)
     environ.update(env or {})
     proc = subprocess.Popen([sys.executable, "-m", "streamrun", "check", *map(str, args)],

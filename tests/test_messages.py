@@ -24,7 +24,8 @@ STREAMRUN = [sys.executable, "-m", "streamrun"]
 def streamrun(*args, cwd, env=None, timeout=180):
     """``python -m streamrun ARGS`` in ``cwd``, outside WESTPA unless ``env`` says."""
     environ = {k: v for k, v in os.environ.items()
-               if not k.startswith(("WEST_", "STREAMRUN_"))}
+               if not k.startswith(("WEST_", "STREAMRUN_"))
+               or k == "STREAMRUN_CACHE_DIR"}  # the session's (conftest)
     environ["PYTHONPATH"] = str(ROOT)
     environ.update(env or {})
     return subprocess.run([*STREAMRUN, *map(str, args)], cwd=cwd, env=environ,
