@@ -15,6 +15,8 @@
                                           # than the engine (imdclient pauses)
     python benchmarks/run.py pcoords      # per-frame cost of each built-in coordinate
                                           # (25k, 100k atoms); rmsd+rg+distance vs raw
+    python benchmarks/run.py large        # 1M-atom LAMMPS system: a simulation's 2nd
+                                          # segment's start-up (topology cache), RSS
 
 Options: --quick (shorter, fewer repeats), --repeats N, --json FILE, --keep
 (keep the temporary folder), --workdir DIR. See benchmarks/README.md.
@@ -46,6 +48,7 @@ BENCHMARKS = {
     "openmm_westpa": "bench_openmm_westpa",
     "backpressure": "bench_backpressure",   # extras: not among the five targets
     "pcoords": "bench_pcoords",             # per-coordinate cost; issue 9's target
+    "large": "bench_large",                 # 1M atoms: issue 22's topology cache
 }
 
 
@@ -79,7 +82,7 @@ def main(argv=None):
                    help="openmm_westpa: WESTPA iterations per w_run [6; --quick 2]")
     args = p.parse_args(argv)
 
-    extras = ("backpressure", "pcoords")
+    extras = ("backpressure", "pcoords", "large")
     names = ([n for n in BENCHMARKS if n not in extras] if args.benchmark == "all"
              else [args.benchmark])
     machine = machine_info()

@@ -342,23 +342,32 @@ def test_the_readme_config_reference_lists_every_key():
     assert all(f"`{name}`" in rows["engine.name"] for name in ADAPTERS)
 
 
-def test_a_warm_worker_parses_its_topology_once_until_the_file_changes(sim, tmp_path):
+@pytest.mark.parametrize("cache", ["on", "off"])
+def test_a_warm_worker_parses_its_topology_once_until_the_file_changes(
+        sim, tmp_path, monkeypatch, cache):
     """On the warm path one process runs many segments: the topology is parsed
-    once, each segment's Universe gets its own copy with its own start coordinates,
-    and an edited topology file is parsed again."""
+    once (later segments take it from the topology cache, or from the process's
+    memory when the cache is off), each segment's Universe gets its own copy with
+    its own start coordinates, and an edited topology file is parsed again."""
+    from streamrun import topocache
     from streamrun.pcoords import calculator
 
+    monkeypatch.setenv("STREAMRUN_CACHE_DIR",
+                       str(tmp_path / "cache") if cache == "on" else "off")
+    parsed = []
+    parse = topocache._parsed
+    monkeypatch.setattr(topocache, "_parsed",
+                        lambda *args: parsed.append(args) or parse(*args))
     path = sim(start="top.pdb")
     first = calculator_for(load(path, environ={}))
-    held = list(calculator._TOPOLOGIES.values())  # what this process keeps
     second = calculator_for(load(path, environ={}))
-    assert list(calculator._TOPOLOGIES.values()) == held and len(held) == 1
+    assert len(parsed) == 1
     assert first.universe._topology is not second.universe._topology
     assert (first.start_row() == second.start_row()).all()
     topology = tmp_path / "top.pdb"
     topology.write_text(topology.read_text().replace("NA ", "NA1", 1))
     calculator.parsed_topology(topology)
-    assert list(calculator._TOPOLOGIES.values()) != held
+    assert len(parsed) == 2
 
 
 def test_keys_given_twice_are_found_in_every_mapping_with_both_lines():

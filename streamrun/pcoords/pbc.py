@@ -64,13 +64,16 @@ def bonded_fragments(universe):
 
     Labels are connected components of the bond graph (scipy), the same partition
     as MDAnalysis' ``fragindices``, which builds one AtomGroup per fragment and so
-    costs about a second for 100k atoms of solvent.
+    costs about a second for 100k atoms of solvent. The bonds are the topology's
+    own index pairs: ``universe.bonds`` builds a group of every bond first (6 s for
+    the 671,000 bonds of a 1M-atom water box, against 0.1 s); their order and
+    direction do not matter (both uses build an undirected graph).
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     try:
-        bonds = np.asarray(universe.bonds.to_indices())
+        bonds = _bond_indices(universe)
     except Exception:  # NoDataError: no bonds in this topology
         return None
     if bonds.size == 0:
@@ -78,6 +81,19 @@ def bonded_fragments(universe):
     n = len(universe.atoms)
     graph = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(n, n))
     return connected_components(graph, directed=False)[1], bonds
+
+
+def _bond_indices(universe):
+    """Every bond of the universe's topology as an (n, 2) array of atom indices."""
+    import itertools
+
+    values = getattr(universe._topology, "bonds", None)
+    values = None if values is None else values.values
+    if not isinstance(values, list) or any(len(b) != 2 for b in values[:1]):
+        return np.asarray(universe.bonds.to_indices())  # raises without bonds
+    flat = np.fromiter(itertools.chain.from_iterable(values), dtype=np.intp,
+                       count=2 * len(values))
+    return flat.reshape(-1, 2)
 
 
 class BoxVectors:
