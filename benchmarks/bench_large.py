@@ -145,7 +145,7 @@ def renumber(source: Path, target: Path, seed: int = 22) -> None:
             word = line.partition(b"#")[0].strip()
             if word in (b"Atoms", b"Velocities"):
                 section = True
-            elif word and not word[:1].isdigit() and not word[:1] == b"-":
+            elif word and not word[:1].isdigit() and word[:1] != b"-":
                 section = False
             elif section and word:
                 old, _, rest = line.partition(b" ")
@@ -409,7 +409,7 @@ def run(args, work, say):
             f"start structure: MDAnalysis' DATA reader {rm['wall']:.2f}/{rm['cpu']:.2f}"
             f", streamrun's {rf['wall']:.2f}/{rf['cpu']:.2f}.")
     ok_time = verdict(d, TARGET_SECONDS, "<=")
-    ok_rss = verdict(peak, target_rss, "<=")
+    ok_rss = verdict(peak, round(target_rss), "<=")
     lines += [
         f"segment 2, first step: {med(first['seg2']):.2f} s; engine alone "
         f"{med(first['alone']):.2f} s; difference (paired median) {d:+.2f} s, ratio "
