@@ -3,10 +3,10 @@
 In a WESTPA simulation of LAMMPS each segment starts from its parent's
 ``write_data`` file, and row 0 is computed from it. MDAnalysis' DATA reader
 splits every line of the whole file in Python (Atoms, Velocities, Bonds, ...):
-3.1 s for the 1,000,188 atoms of an fcc argon box here, 4.9 s for a 1M-atom water
+4.7 s for the 1,000,188 atoms of an fcc argon box here, 5.4 s for a 1M-atom water
 box with bonds. This reader finds the Atoms section and hands it to numpy's C
-parser (:func:`numpy.loadtxt`, correctly rounded, as Python's ``float``): 0.8 and
-1.2 s of CPU for the same files.
+parser (:func:`numpy.loadtxt`, correctly rounded, as Python's ``float``): 1.4 and
+1.5 s for the same files (benchmarks/bench_large.py).
 
 The result is MDAnalysis' (:class:`MDAnalysis.coordinates.LAMMPS.DATAReader`): the
 positions of the Atoms section sorted by atom ID, as float32, and the box from the

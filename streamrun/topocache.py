@@ -1,12 +1,12 @@
 """Parsed topologies on disk: the topology read once per simulation.
 
 MDAnalysis parses a topology in Python, which takes seconds for a million atoms
-(a 1M-atom LAMMPS data file with bonds: 4.7 s here; 1.7 s without bonds). Every
+(a 1M-atom LAMMPS data file with bonds: 5.0 s here; 2.0 s without bonds). Every
 segment of the executable path is a new process and used to pay that before its
 engine could take its first step. This module keeps what the parser returns,
 MDAnalysis' ``Topology``, pickled in a cache folder, so that a simulation parses
 its topology once and every later segment (on any node that shares the folder)
-unpickles it instead (0.22 s and 0.02 s for those two files).
+loads it instead (0.34 s and 0.06 s for those two files; benchmarks/bench_large.py).
 
 Where: ``$STREAMRUN_CACHE_DIR``, else ``$XDG_CACHE_HOME/streamrun``, else
 ``~/.cache/streamrun``; ``STREAMRUN_CACHE_DIR=off`` turns the cache off. Entries
