@@ -676,11 +676,8 @@ def _warm_up(config):
     with contextlib.suppress(Exception):  # the real build reports every problem
         from .pcoords.calculator import parsed_topology
 
-        if config.start is not None:
-            parsed_topology(config.topology, config.topology_format,
-                            config.topology_options)
-        else:
-            import MDAnalysis  # noqa: F401
+        parsed_topology(config.topology, config.topology_format,
+                        config.topology_options)
 
 
 def _calculator(config, boundaries=None):
@@ -798,6 +795,7 @@ def describe(config) -> str:
     lines.append(f"columns:     {', '.join(calculator.column_labels())}")
     if calculator.bonds_note():
         lines.append(f"bonds:       {calculator.bonds_note()}")
+    lines.append(f"cache:       topology {calculator.topology_cache}")
     return "\n".join(lines + plan_outputs(config))
 
 
