@@ -27,8 +27,8 @@ import pytest
 from conftest import processes_with_token
 from streamrun.openmm import RESIDENT_VAR
 from test_openmm import na_cl_on_dcd, westpa_bin  # noqa: F401,F811 (westpa_bin: fixture)
-from test_westpa import (ZMQ_TIMING, add_engine_variable, ctrl_c_w_run, edit,
-                         finish, start)
+from test_westpa import (ZMQ_TIMING, act_during_w_run, add_engine_variable,
+                         ctrl_c_w_run, edit, finish, start)
 
 pytestmark = [pytest.mark.engine("openmm"), pytest.mark.engine("westpa")]
 
@@ -190,19 +190,14 @@ def test_a_resident_engine_killed_mid_segment_fails_that_segment_alone(
     sim, env = example(nacl_openmm, westpa_bin, iterations=2, nsteps=1000)
     proc = start(["w_run", "--work-manager", "processes", "--n-workers", "1"], sim,
                  env, "run.log")
-    try:
-        deadline = time.monotonic() + 120
-        while (victim := streaming(no_engine_left)) is None:
-            assert proc.poll() is None, (sim / "run.log").read_text()
-            assert time.monotonic() < deadline, "no resident engine streaming in 120 s"
-            time.sleep(0.05)
-        folder = victim.cwd()
+
+    def kill(victim):
+        folder = victim.cwd()  # the segment's
         victim.send_signal(signal.SIGKILL)
-        rc = finish(proc, 180, "w_run after kill -9 of the resident engine")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        return folder
+
+    rc, _, folder = act_during_w_run(proc, sim, lambda: streaming(no_engine_left),
+                                     kill, "kill -9 of the resident engine", within=120)
     out = (sim / "run.log").read_text()
     assert rc == 0 and "propagation failed for 1 segment(s)" in out, out
     seg_id = int(os.path.basename(folder))

@@ -127,6 +127,26 @@ def finish(proc, timeout, what):
         pytest.fail(f"{what} did not finish within {timeout} s (killed)")
 
 
+def act_during_w_run(proc, sim, find, act, what, within=90):
+    """Wait up to ``within`` s for ``find()`` to return something while ``proc``
+    (w_run) runs, call ``act`` on it (e.g. kill -9 a process), then wait for w_run.
+    Returns (w_run's exit code, what ``find`` returned, what ``act`` returned);
+    w_run's process group is killed if it does not end."""
+    try:
+        deadline = time.monotonic() + within
+        while (found := find()) is None:
+            assert proc.poll() is None, (sim / "run.log").read_text()
+            assert time.monotonic() < deadline, f"nothing to act on within {within} s"
+            time.sleep(0.05)
+        acted = act(found)
+        rc = finish(proc, 180, f"w_run after {what}")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return rc, found, acted
+
+
 def run(cmd, sim, env, log_name, timeout=RUN_TIMEOUT):
     """Run ``cmd`` to completion; returns (exit code, its output)."""
     rc = finish(start(cmd, sim, env, log_name), timeout, " ".join(map(str, cmd)))

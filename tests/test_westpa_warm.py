@@ -18,8 +18,9 @@ import pytest
 
 from conftest import processes_with_token
 from streamrun.propagator import MEMORY_VAR, SEGMENT_VAR
-from test_westpa import (ITERATIONS, ZMQ_TIMING, add_engine_variable,  # noqa: F401
-                         check_simulation, copy_example, ctrl_c_w_run, edit, finish,
+from test_westpa import (ITERATIONS, ZMQ_TIMING, act_during_w_run,  # noqa: F401
+                         add_engine_variable, check_simulation, copy_example,
+                         ctrl_c_w_run, edit, finish,
                          init, run, seg_dir, sim_env, start,
                          westpa_path)  # westpa_path: fixture
 
@@ -194,21 +195,16 @@ def test_a_segment_killed_with_kill_9_fails_alone_and_the_worker_runs_the_next(
     extra = ZMQ_TIMING if manager == "zmq" else []
     proc = start(["w_run", "--work-manager", manager, "--n-workers", "1", *extra],
                  sim, env, "run.log")
-    try:
-        deadline = time.monotonic() + 90
-        while (found := streaming_segment(no_engine_left)) is None:
-            assert proc.poll() is None, (sim / "run.log").read_text()
-            assert time.monotonic() < deadline, "no segment streaming within 90 s"
-            time.sleep(0.1)
-        victim, seg_id = found
+
+    def kill(found):
         time.sleep(0.5)  # streaming by now
-        engines = victim.children(recursive=True)
-        victim.send_signal(signal.SIGKILL)
-        rc = finish(proc, 180, "w_run after kill -9 of a segment's process")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        engines = found[0].children(recursive=True)
+        found[0].send_signal(signal.SIGKILL)
+        return engines
+
+    rc, (victim, seg_id), engines = act_during_w_run(
+        proc, sim, lambda: streaming_segment(no_engine_left), kill,
+        "kill -9 of a segment's process")
     out = (sim / "run.log").read_text()
     assert rc == 0, out
     failed, status = one_failed_segment(sim, out)
