@@ -19,6 +19,7 @@ carry it, descendants or not (srun's ranks are children of slurmstepd).
 from __future__ import annotations
 
 import collections
+import errno
 import os
 import re
 import secrets
@@ -200,8 +201,8 @@ class EngineProcess:
 
     def _log_message(self, error: OSError) -> str:
         return (f"cannot write the engine log {self.log_path} "
-                f"({error.strerror or error}); free space on that disk or set "
-                f"'log' to a path on another one")
+                f"({error.strerror or error}); " + _LOG_ADVICE.get(
+                    error.errno, "set 'log' to another path"))
 
     def check_log(self) -> None:
         """Raise :class:`LogError` if writing the engine log has failed."""
@@ -408,6 +409,16 @@ class EngineProcess:
         detail = f" (last engine line: {last.strip()!r})" if last else ""
         return f"the engine {what}{detail}; its output is in {self.log_path}"
 
+
+#: What to do when the engine log cannot be written, by errno.
+_LOG_ADVICE = {
+    errno.ENOSPC: "free space on that disk or set 'log' to a path on another one",
+    errno.EDQUOT: "free space within your quota or set 'log' to a path on another "
+                  "disk",
+    errno.EACCES: "make that folder writable or set 'log' to a path you can write",
+    errno.EPERM: "make that folder writable or set 'log' to a path you can write",
+    errno.EROFS: "set 'log' to a path on another file system",
+}
 
 #: Seconds a launcher may run on after one of its engine ranks exited.
 RANK_GRACE = 10.0
