@@ -47,4 +47,4 @@ for segment in streamrun.openmm.segments():
     simulation.saveState("seg.xml")
     if dcd:
         simulation.reporters.remove(writer)
-        writer._out.close()  # DCDReporter has no close() (it closes in __del__)
+        del writer  # DCDReporter has no close(): it closes its file when deleted
