@@ -38,10 +38,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench_westpa import edit, read_h5, reset
-from common import (HERE, REPO, bench_env, check, column, failure_note, failures,
+from bench_westpa import edit, init_and_run, read_h5, reset
+from common import (HERE, REPO, column, failure_note, failures,
                     interleave, load_note, med, paired_ratios, parse_summary, spread,
-                    table, timed_run, venv_bin, verdict)
+                    table, verdict)
 
 EXAMPLE = REPO / "example_sims" / "nacl_openmm"
 PEER = HERE / "openmm_peer"
@@ -164,17 +164,10 @@ def run(args, work, say):
 
         def go(i):
             reset(sim)
-            env = bench_env(WEST_SIM_ROOT=sim, MPLBACKEND="Agg",
-                            PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
-                            PYTHONPATH=os.pathsep.join(
-                                filter(None, [str(HERE), os.environ.get("PYTHONPATH")])))
-            for k in [k for k in env if k.startswith("WEST_") and k != "WEST_SIM_ROOT"]:
-                del env[k]
-            env.pop("STREAMRUN_CONFIG", None)
-            check(timed_run([venv_bin("w_init"), "--bstate-file", "bstates/bstates.txt",
-                             "--work-manager", "serial"], sim, env=env), f"w_init ({name})")
-            t = check(timed_run([venv_bin("w_run"), "--work-manager", "processes",
-                                 "--n-workers", "2"], sim, env=env), f"w_run ({name})")
+            t = init_and_run(
+                sim, name, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+                PYTHONPATH=os.pathsep.join(
+                    filter(None, [str(HERE), os.environ.get("PYTHONPATH")])))
             (sim / f"w_run.{i}.log").write_text(t.stdout + t.stderr)
             h = read_h5(sim, iterations)
             if h["complete"] != h["segments"] or h["iterations"] != iterations:

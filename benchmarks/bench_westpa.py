@@ -108,6 +108,20 @@ def classic_input(nacl_in: str) -> str:
                                  "dump_modify traj unwrap yes")
 
 
+def init_and_run(sim, name, **extra):
+    """``w_init`` (serial, not timed), then a timed ``w_run`` with 2 workers of the
+    processes work manager, in ``sim`` with ``extra`` in the environment and no
+    WEST_* variable or STREAMRUN_CONFIG from outside; returns w_run's timed run."""
+    env = bench_env(WEST_SIM_ROOT=sim, MPLBACKEND="Agg", **extra)
+    for k in [k for k in env if k.startswith("WEST_") and k != "WEST_SIM_ROOT"]:
+        del env[k]
+    env.pop("STREAMRUN_CONFIG", None)
+    check(timed_run([venv_bin("w_init"), "--bstate-file", "bstates/bstates.txt",
+                     "--work-manager", "serial"], sim, env=env), f"w_init ({name})")
+    return check(timed_run([venv_bin("w_run"), "--work-manager", "processes",
+                            "--n-workers", "2"], sim, env=env), f"w_run ({name})")
+
+
 def edit(text: str, pattern: str, replacement: str) -> str:
     out, n = re.subn(pattern, replacement, text, count=1, flags=re.M)
     if n != 1:
@@ -218,15 +232,8 @@ def run(args, work, say):
 
         def go(i):
             reset(sim)
-            env = bench_env(WEST_SIM_ROOT=sim, PATH=f"{bindir}{os.pathsep}"
-                            f"{os.environ.get('PATH', '')}", MPLBACKEND="Agg")
-            for k in [k for k in env if k.startswith("WEST_") and k != "WEST_SIM_ROOT"]:
-                del env[k]
-            env.pop("STREAMRUN_CONFIG", None)
-            check(timed_run([venv_bin("w_init"), "--bstate-file", "bstates/bstates.txt",
-                             "--work-manager", "serial"], sim, env=env), f"w_init ({name})")
-            t = check(timed_run([venv_bin("w_run"), "--work-manager", "processes",
-                                 "--n-workers", "2"], sim, env=env), f"w_run ({name})")
+            t = init_and_run(sim, name, PATH=f"{bindir}{os.pathsep}"
+                             f"{os.environ.get('PATH', '')}")
             h = read_h5(sim, iterations)
             if h["complete"] != walkers * iterations or h["iterations"] != iterations:
                 logs = sorted((sim / "seg_logs").glob("*.log"))
