@@ -470,11 +470,14 @@ TOKEN_VAR = "STREAMRUN_ENGINE_TOKEN"
 #: nothing, so it would not die of SIGPIPE, and PR_SET_PDEATHSIG cannot reach the
 #: real engine behind a launcher such as PyPI's lmp or mpiexec. The token comes in
 #: the watchdog's environment, not its command line (readable by every user).
+#: SIGTERM first; SIGKILL to what is left after 3 s; it ends as soon as nothing is.
 WATCHDOG = ('read _; '
             'ours() { grep -alzxF -e "' + TOKEN_VAR + '=$STREAMRUN_WATCHDOG_TOKEN" '
             '/proc/[0-9]*/environ 2>/dev/null | sed "s,^/proc/,,; s,/environ$,,"; }; '
             'p=$(ours); kill -TERM "-$1" $p 2>/dev/null; '
-            'kill -0 "-$1" 2>/dev/null || [ -n "$p" ] || exit 0; sleep 3; '
+            'for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 '
+            '25 26 27 28 29 30; do '
+            'kill -0 "-$1" 2>/dev/null || [ -n "$(ours)" ] || exit 0; sleep 0.1; done; '
             'kill -KILL "-$1" $(ours) 2>/dev/null; exit 0')
 
 

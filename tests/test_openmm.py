@@ -23,7 +23,7 @@ import numpy as np
 import psutil
 import pytest
 
-from conftest import absent
+from conftest import absent, processes_with_token
 from streaming import STREAMRUN
 
 pytestmark = pytest.mark.engine("openmm")
@@ -319,6 +319,10 @@ def test_the_westpa_example_runs_openmm_segments_with_streamrun_as_propagator(
     assert np.all(np.isfinite(pc1)) and np.all(np.isfinite(pc2))
     np.testing.assert_allclose(pc1[:, 0, 0], bstate[0], atol=1e-3)
     np.testing.assert_allclose(pc2[:, 0, 0], pc1[parents, -1, 0], atol=1e-3)
+    # the workers' resident engines end with them (no_engine_left checks)
+    deadline = time.monotonic() + 15
+    while processes_with_token(no_engine_left) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def test_a_state_xml_reads_as_openmm_reads_it_also_when_another_tool_rewrote_it(
