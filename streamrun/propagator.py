@@ -68,10 +68,12 @@ from types import SimpleNamespace
 
 from westpa.core.propagators.executable import ExecutablePropagator
 
+from .resident import WARM_VAR
+
 #: Environment variable marking every process of one forked segment (the child,
 #: its engine and the engine's watchdog inherit it): the worker stops those that
 #: are left when the child dies.
-SEGMENT_VAR = "STREAMRUN_WARM_SEGMENT"  # = streamrun.resident.WARM_VAR
+SEGMENT_VAR = WARM_VAR
 #: Environment variable (west.cfg ``west.executable.environ``, or the worker's
 #: environment): the most resident memory, in MiB, a segment's streamrun process may
 #: use (plugins included, the engine not); above it the segment is killed and fails.

@@ -41,11 +41,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from .errors import EngineError
-from .supervise import (TOKEN_VAR, EngineProcess, _start_watchdog, _wait_gone,
-                        running_where)
+from .ports import engine_tree
+from .supervise import (TOKEN_VAR, EngineProcess, _start_watchdog, pid_running,
+                        processes_with_token, running_where, stop_processes,
+                        stop_watchdog)
 
 #: Environment variable the worker sets for a segment's forked process: the
 #: resident engine it may use (JSON: control socket fd, pid, token, identity).
@@ -183,11 +183,7 @@ class Handoff:
         """None if this engine can run ``launch``'s segment, else why not."""
         if launch.identity != self.identity:
             return "the worker's resident engine runs another command or script"
-        try:
-            p = psutil.Process(self.pid)
-            if p.status() == psutil.STATUS_ZOMBIE:
-                return f"the resident engine (pid {self.pid}) has exited"
-        except psutil.NoSuchProcess:
+        if not pid_running(self.pid):
             return f"the resident engine (pid {self.pid}) has exited"
         try:
             os.fstat(self.fd)
@@ -221,19 +217,12 @@ class _Served:
     def close(self):
         self._file.close()
 
-    def _engine_gone(self) -> bool:
-        try:
-            p = psutil.Process(self.pid)
-            return p.status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
-
     def poll(self):
         """0 once the segment is done, 1 if the engine ended without finishing it
         (its exit code belongs to the worker, its parent), else None."""
         if self._eof.is_set():
             return 0 if self.done else 1
-        if not self.done and self._engine_gone():
+        if not self.done and not pid_running(self.pid):
             self._eof.wait(2.0)  # its last lines
             return 0 if self.done else 1
         return None
@@ -357,26 +346,13 @@ class ResidentEngine:
         whole tree: SIGTERM, SIGKILL after ``grace`` s; reap it."""
         with contextlib.suppress(OSError):
             self.control.close()
-        procs = []
-        with contextlib.suppress(psutil.Error):
-            root = psutil.Process(self.proc.pid)
-            procs = [root, *root.children(recursive=True)]
-        from .supervise import processes_with_token
-
+        procs = engine_tree(self.proc.pid)
         procs += [p for p in processes_with_token(self.token)
                   if p.pid not in {q.pid for q in procs}]
-        for p in procs:
-            with contextlib.suppress(psutil.Error):
-                p.terminate()
-                p.resume()
-        for p in _wait_gone(procs, grace):
-            with contextlib.suppress(psutil.Error):
-                p.kill()
+        stop_processes(procs, grace)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(grace)
-        if self._watchdog is not None and self._watchdog.poll() is None:
-            self._watchdog.kill()
-            self._watchdog.wait()
+        stop_watchdog(self._watchdog)
 
 
 class Keeper:

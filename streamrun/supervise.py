@@ -340,36 +340,14 @@ class EngineProcess:
         :data:`SLOW_STOP` s after the SIGTERM (e.g. to close the IMD connection
         of an engine that waits on it before it acts on the signal).
         """
-        procs = self.alive_processes()
-        for p in procs:
-            try:
-                p.terminate()
-                p.resume()  # a stopped process acts on SIGTERM only once continued
-            except psutil.NoSuchProcess:
-                pass
-        alive = procs
-        if if_slow is not None:
-            alive = _wait_gone(alive, min(SLOW_STOP, grace))
-            if alive:
-                if_slow()
-        alive = _wait_gone(alive, grace)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        _wait_gone(alive, grace)
+        stop_processes(self.alive_processes(), grace, if_slow)
         try:
             self.proc.wait(grace)
         except subprocess.TimeoutExpired:
             pass
-        self._stop_watchdog()
+        stop_watchdog(self._watchdog)
         self.close()
 
-    def _stop_watchdog(self):
-        if self._watchdog is not None and self._watchdog.poll() is None:
-            self._watchdog.kill()  # streamrun is alive and has stopped the engine
-            self._watchdog.wait()
 
     def close(self) -> None:
         self._drain.join(2.0)
@@ -440,6 +418,46 @@ def running_where(environ=None) -> str:
 def _running(p: psutil.Process) -> bool:
     try:
         return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def stop_processes(procs, grace: float = 5.0, if_slow=None) -> None:
+    """SIGTERM ``procs`` (continuing stopped ones), SIGKILL those still running
+    after ``grace`` s, and wait up to ``grace`` s for them; ``if_slow()`` is called
+    if some still run :data:`SLOW_STOP` s after the SIGTERM."""
+    for p in procs:
+        try:
+            p.terminate()
+            p.resume()  # a stopped process acts on SIGTERM only once continued
+        except psutil.NoSuchProcess:
+            pass
+    alive = procs
+    if if_slow is not None:
+        alive = _wait_gone(alive, min(SLOW_STOP, grace))
+        if alive:
+            if_slow()
+    alive = _wait_gone(alive, grace)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    _wait_gone(alive, grace)
+
+
+def stop_watchdog(watchdog) -> None:
+    """End a watchdog (:func:`_start_watchdog`) whose engine streamrun has stopped
+    itself."""
+    if watchdog is not None and watchdog.poll() is None:
+        watchdog.kill()
+        watchdog.wait()
+
+
+def pid_running(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie has ended)."""
+    try:
+        return _running(psutil.Process(pid))
     except psutil.NoSuchProcess:
         return False
 
