@@ -55,6 +55,7 @@ import functools
 import gc
 import importlib
 import json
+import math
 import os
 import secrets
 import select
@@ -473,8 +474,9 @@ def _wait_for_report(pid, read_end, limit):
                 used = child.memory_info().rss / 2**20
                 if used > limit:
                     os.kill(pid, signal.SIGKILL)
-                    over = (round(used), round(psutil.Process().memory_info().rss
-                                               / 2**20))
+                    # rounded up: 1200.3 MiB over a 1200 limit is not "used 1200"
+                    over = (math.ceil(used), round(psutil.Process().memory_info().rss
+                                                   / 2**20))
 
 
 def _parse(data):
